@@ -1,0 +1,38 @@
+//! Runeflow's REST API (axum): workspace files, workflows, health.
+//!
+//! [`app`] builds the router from a ready [`AppState`] (tests drive it with
+//! `oneshot`); [`serve`] binds it and shuts down gracefully.
+
+mod auth;
+pub mod error;
+mod file_path;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use routes::openapi::ApiDoc;
+pub use state::AppState;
+
+/// The API router.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?addr, "API listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,31 @@
+//! One module per HTTP resource, each exporting `router()`, merged here.
+
+pub mod files;
+pub mod health;
+pub mod openapi;
+pub mod workflows;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+
+use crate::auth::require_token;
+use crate::state::AppState;
+
+/// The whole HTTP surface: open health probes, everything under `/api`
+/// behind the bearer token.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(files::router())
+        .merge(workflows::router())
+        .merge(openapi::router())
+        .route_layer(from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(health::router())
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
+    crate::error::AppError::NotFound(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,106 @@
+//! `/api/workflows`: workflows and data providers found in the workspace.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use runeflow_shared::detect::Parameter;
+use runeflow_shared::entities::workflow;
+use runeflow_shared::path::module_name;
+use runeflow_shared::workspace::list_workflows;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{AppError, ErrorBody, Result};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/workflows", get(list))
+        .route("/api/workflows/{name}", get(show))
+}
+
+/// A workflow or data provider with its extracted metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowInfo {
+    pub name: String,
+    pub function: String,
+    pub path: String,
+    /// Module the function lives in, when importable.
+    pub module: Option<String>,
+    /// `workflow` or `data_provider`.
+    pub kind: String,
+    pub description: Option<String>,
+    pub parameters: Vec<Parameter>,
+    pub timeout_seconds: Option<f64>,
+    pub is_async: bool,
+    pub line: i32,
+}
+
+impl From<workflow::Model> for WorkflowInfo {
+    fn from(w: workflow::Model) -> Self {
+        WorkflowInfo {
+            module: module_name(&w.path),
+            parameters: serde_json::from_value(w.parameters).unwrap_or_default(),
+            name: w.name,
+            function: w.function_name,
+            path: w.path,
+            kind: w.kind,
+            description: w.description,
+            timeout_seconds: w.timeout_seconds,
+            is_async: w.is_async,
+            line: w.line,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowInfo>,
+}
+
+/// Every workflow and data provider, by name.
+#[utoipa::path(get, path = "/api/workflows", tag = "workflows",
+    responses((status = 200, description = "All of them", body = WorkflowList)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<WorkflowList>> {
+    let rows = list_workflows(state.db(), None).await?;
+    Ok(Json(WorkflowList {
+        workflows: rows.into_iter().map(WorkflowInfo::from).collect(),
+    }))
+}
+
+/// One workflow by name.
+#[utoipa::path(get, path = "/api/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "Decorator `name=` or function name")),
+    responses(
+        (status = 200, description = "Found", body = WorkflowInfo),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "Several files define this name; `candidates` lists them", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<WorkflowInfo>> {
+    let mut rows = list_workflows(state.db(), Some(&name)).await?;
+    match rows.len() {
+        0 => Err(AppError::NotFound(format!("no workflow named '{name}'"))),
+        1 => Ok(Json(rows.remove(0).into())),
+        n => {
+            let candidates: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "path": w.path,
+                        "function": w.function_name,
+                        "ref": format!("{}::{}", w.path, w.function_name),
+                    })
+                })
+                .collect();
+            Err(AppError::Conflict {
+                code: "ambiguous_workflow",
+                message: format!(
+                    "{n} definitions are named '{name}'; refer to one as <path>::<function>"
+                ),
+                candidates: Some(serde_json::Value::Array(candidates)),
+            })
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! What every handler can reach.
+
+use runeflow_shared::hash::content_hash;
+use runeflow_shared::store::ModuleStore;
+use runeflow_shared::workspace::Workspace;
+use sea_orm::DatabaseConnection;
+
+/// Shared handler state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    pub workspace: Workspace,
+    /// sha256 hex of the API token, compared in constant time.
+    pub token_digest: String,
+}
+
+impl AppState {
+    pub fn new(workspace: Workspace, api_token: &str) -> Self {
+        AppState {
+            workspace,
+            token_digest: content_hash(api_token.as_bytes()),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.workspace.db
+    }
+
+    pub fn store(&self) -> &ModuleStore {
+        self.workspace.publisher.store()
+    }
+
+    pub fn max_file_bytes(&self) -> usize {
+        self.workspace.max_file_bytes
+    }
+}

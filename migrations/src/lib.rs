@@ -1,0 +1,32 @@
+//! Runeflow's schema as sea-orm migrations. Every schema change is a new
+//! migration appended to [`Migrator::migrations`]; applied ones never change.
+//!
+//! Migrations are written in SQL because they use PostgreSQL features the
+//! builder does not express well (a `C`-collated path for byte-wise prefix
+//! ranges, partial indexes, check constraints, a sequence).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_workspace_files;
+mod m20261126_000002_workflows;
+mod m20261126_000003_executions;
+
+/// The ordered list of migrations `runeflow init` applies.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_workspace_files::Migration),
+            Box::new(m20261126_000002_workflows::Migration),
+            Box::new(m20261126_000003_executions::Migration),
+        ]
+    }
+}
+
+/// Runs `up` SQL, statement by statement, on the migration's connection.
+async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager.get_connection().execute_unprepared(sql).await?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `executions`: one row per requested run. PostgreSQL, not the queue, is the
+//! source of truth for an execution's status.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "executions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub workflow_name: String,
+    pub workflow_path: String,
+    pub function_name: String,
+    pub parameters: Json,
+    /// `pending` → `running` → `success` | `failed` | `timeout` | `cancelled`.
+    pub status: String,
+    pub result: Option<Json>,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub error_traceback: Option<String>,
+    /// Captured stdout, stderr and log records (bounded).
+    pub logs: String,
+    pub logs_truncated: bool,
+    /// How many times a worker started it.
+    pub attempt: i32,
+    pub worker: Option<String>,
+    /// Module-store generation the API saw when it enqueued.
+    pub workspace_gen: i64,
+    pub timeout_seconds: Option<f64>,
+    pub queued_at: DateTimeWithTimeZone,
+    pub started_at: Option<DateTimeWithTimeZone>,
+    pub finished_at: Option<DateTimeWithTimeZone>,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,12 @@
+//! Parts of Runeflow that the API, the worker and the CLI share: config,
+//! sea-orm entities, workspace paths, entity detection, the write path and the
+//! Redis module store. This crate knows nothing of axum or apalis.
+
+pub mod config;
+pub mod detect;
+pub mod entities;
+pub mod hash;
+pub mod path;
+pub mod redis_conn;
+pub mod store;
+pub mod workspace;
