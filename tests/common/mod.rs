@@ -1,0 +1,206 @@
+//! Test harness: every test gets its own PostgreSQL database (migrated) and
+//! its own Redis key prefix, so tests run in parallel against the real
+//! services without seeing each other.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use runeflow_api::AppState;
+use runeflow_shared::config::Config;
+use runeflow_shared::redis_conn;
+use runeflow_shared::store::{ModuleStore, Publisher};
+use runeflow_shared::workspace::Workspace;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tower::ServiceExt;
+
+pub const TOKEN: &str = "test-token";
+
+/// PostgreSQL URL of a database the tests may create others from.
+pub fn admin_database_url() -> String {
+    std::env::var("RUNEFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Redis URL (database 0 unless the variable says otherwise).
+pub fn redis_url() -> String {
+    std::env::var("RUNEFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// `redis_url()` with another database number, for tests that FLUSHDB.
+pub fn redis_url_db(n: u32) -> String {
+    let base = redis_url();
+    let root = match base.rsplit_once('/') {
+        Some((root, db)) if db.chars().all(|c| c.is_ascii_digit()) => root.to_owned(),
+        _ => base.trim_end_matches('/').to_owned(),
+    };
+    format!("{root}/{n}")
+}
+
+fn url_with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let root = base.rsplit_once('/').map(|(r, _)| r).unwrap_or(base);
+    format!("{root}/{db}{query}")
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name for this test's database and Redis prefix.
+pub fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let rand: u32 = rand::random();
+    format!("rf_t_{}_{n}_{rand:08x}", std::process::id())
+}
+
+/// One test's private world.
+pub struct TestEnv {
+    pub name: String,
+    pub database_url: String,
+    pub redis_url: String,
+    pub db: DatabaseConnection,
+    pub workspace: Workspace,
+    pub config: Config,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with_redis(redis_url()).await
+    }
+
+    /// Like [`TestEnv::new`] with a Redis URL of the test's choosing.
+    pub async fn with_redis(redis_url: String) -> Self {
+        let name = unique_name();
+        let database_url = create_database(&name).await;
+        let db = Database::connect(database_url.as_str()).await.expect("connect test db");
+        runeflow::commands::init::migrate(&db).await.expect("migrate");
+        let conn = redis_conn::connect(&redis_url).await.expect("connect redis");
+        let store = ModuleStore::new(conn, &name);
+        let mut config = Config::new(database_url.clone(), redis_url.clone());
+        config.redis_prefix = name.clone();
+        config.api_token = Some(TOKEN.to_owned());
+        config.max_file_bytes = 64 * 1024;
+        let workspace = Workspace::new(db.clone(), Publisher::new(store), config.max_file_bytes);
+        TestEnv {
+            name,
+            database_url,
+            redis_url,
+            db,
+            workspace,
+            config,
+        }
+    }
+
+    pub fn store(&self) -> &ModuleStore {
+        self.workspace.publisher.store()
+    }
+
+    pub fn app(&self) -> Router {
+        runeflow_api::app(AppState::new(self.workspace.clone(), TOKEN))
+    }
+
+    /// Sends one request through the router; returns status, headers and body.
+    pub async fn call(&self, req: Request<Body>) -> Reply {
+        let resp = self.app().oneshot(req).await.expect("router never fails");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("read body")
+            .to_vec();
+        Reply { status, headers, body }
+    }
+
+    pub async fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
+        self.call(authed("PUT", &format!("/api/files/{path}")).body(Body::from(body.into())).unwrap())
+            .await
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.call(authed("GET", uri).body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(authed("DELETE", &format!("/api/files/{path}")).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn post_json(&self, uri: &str, json: serde_json::Value) -> Reply {
+        self.call(
+            authed("POST", uri)
+                .header("content-type", "application/json")
+                .body(Body::from(json.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Drops the database and this test's Redis keys.
+    pub async fn cleanup(self) {
+        let prefix = self.name.clone();
+        let mut conn = self.store().connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        }
+        self.db.close().await.ok();
+        drop_database(&self.name).await;
+    }
+}
+
+pub fn authed(method: &str, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `error.code` of an error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+pub async fn create_database(name: &str) -> String {
+    let admin = admin_database_url();
+    let conn = Database::connect(admin.as_str()).await.expect("connect admin db");
+    conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    url_with_database(&admin, name)
+}
+
+pub async fn drop_database(name: &str) {
+    let admin = admin_database_url();
+    if let Ok(conn) = Database::connect(admin.as_str()).await {
+        let _ = conn
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        conn.close().await.ok();
+    }
+}
