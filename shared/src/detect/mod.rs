@@ -122,5 +122,7 @@ pub struct Analysis {
 }
 
 mod python;
+#[cfg(test)]
+mod tests;
 
 pub use python::analyze_python;

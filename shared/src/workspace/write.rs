@@ -9,7 +9,7 @@ use sea_orm::{
     EntityTrait, FromQueryResult, QueryFilter, Statement, TransactionTrait, ColumnTrait,
 };
 
-use crate::detect::WorkflowMeta;
+use crate::detect::{EntityType, WorkflowMeta};
 use crate::entities::{workflow, workspace_file};
 use crate::path::WorkspacePath;
 use crate::store::Mutation;
@@ -75,6 +75,9 @@ async fn upsert_in(
     let path = prepared.path.as_str();
     let previous = locked_row(txn, path).await?;
     let was_live = previous.as_ref().is_some_and(|p| !p.is_deleted);
+    // Only workflow and data-provider files have `workflows` rows; skipping
+    // the DELETE for plain modules saves a round trip on most writes.
+    let previous_had_workflows = previous.as_ref().is_some_and(|p| defines_workflows(&p.entity_type));
     let entity_type = prepared.analysis.entity_type.as_str();
     if let Some(prev) = previous.filter(|p| {
         !p.is_deleted && p.content_hash == prepared.sha256 && p.entity_type == entity_type
@@ -103,7 +106,9 @@ async fn upsert_in(
     .one(txn)
     .await?
     .ok_or_else(|| sea_orm::DbErr::RecordNotInserted)?;
-    replace_workflows(txn, path, &prepared.analysis.workflows).await?;
+    if previous_had_workflows || !prepared.analysis.workflows.is_empty() {
+        replace_workflows(txn, path, &prepared.analysis.workflows).await?;
+    }
     Ok(WriteOutcome {
         file,
         created: !was_live,
@@ -173,7 +178,9 @@ async fn soft_delete_in(
     .one(txn)
     .await?
     .ok_or_else(|| WorkspaceError::NotFound(path.to_owned()))?;
-    replace_workflows(txn, path, &[]).await?;
+    if defines_workflows(&row.entity_type) {
+        replace_workflows(txn, path, &[]).await?;
+    }
     Ok(row)
 }
 
@@ -212,6 +219,13 @@ pub(super) async fn rename(
     txn.commit().await?;
     let mutations = vec![delete_mutation(&removed), put_mutation(&outcome.file)];
     Ok((outcome, mutations))
+}
+
+fn defines_workflows(entity_type: &str) -> bool {
+    matches!(
+        EntityType::parse(entity_type),
+        Some(EntityType::Workflow | EntityType::DataProvider)
+    )
 }
 
 /// The store mutation that mirrors a row's current state.
