@@ -34,12 +34,20 @@ fn module_source(i: usize) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = env_or("RUNEFLOW_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    let admin_url = env_or(
+        "RUNEFLOW_TEST_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
     let redis_url = env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0");
     let name = format!("rf_bench_{}", std::process::id());
     let admin = Database::connect(admin_url.as_str()).await?;
-    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
-    let root = admin_url.rsplit_once('/').map(|(r, _)| r).unwrap_or(&admin_url);
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    let root = admin_url
+        .rsplit_once('/')
+        .map(|(r, _)| r)
+        .unwrap_or(&admin_url);
     let db = Database::connect(format!("{root}/{name}").as_str()).await?;
     runeflow::commands::init::migrate(&db).await?;
     let store = ModuleStore::new(redis_conn::connect(&redis_url).await?, &name);
@@ -48,18 +56,40 @@ async fn main() -> anyhow::Result<()> {
 
     clear_prefix(&store, &name).await;
     db.close().await.ok();
-    admin.execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await?;
     result
 }
 
 async fn run(db: &DatabaseConnection, store: &ModuleStore) -> anyhow::Result<()> {
-    println!("runeflow foundation bench ({} cores)", std::thread::available_parallelism()?.get());
+    println!(
+        "runeflow foundation bench ({} cores)",
+        std::thread::available_parallelism()?.get()
+    );
     let (api, raw) = bench_puts(db, store).await?;
-    report(&format!("{PUTS} PUTs via HTTP API"), api, &format!("{PUTS} upserts via pool"), raw);
+    report(
+        &format!("{PUTS} PUTs via HTTP API"),
+        api,
+        &format!("{PUTS} upserts via pool"),
+        raw,
+    );
     truncate(db).await?;
     let (init, pipe) = bench_warm(db, store).await?;
-    report(&format!("init warming {MODULES} modules"), init, &format!("raw pipeline of {MODULES}"), pipe);
-    println!("goal: init of {MODULES} modules <= 2000 ms -> {}", if init <= Duration::from_secs(2) { "met" } else { "NOT met" });
+    report(
+        &format!("init warming {MODULES} modules"),
+        init,
+        &format!("raw pipeline of {MODULES}"),
+        pipe,
+    );
+    println!(
+        "goal: init of {MODULES} modules <= 2000 ms -> {}",
+        if init <= Duration::from_secs(2) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
     Ok(())
 }
 
@@ -72,14 +102,21 @@ fn report(what: &str, took: Duration, baseline: &str, base: Duration) {
     );
 }
 
-async fn bench_puts(db: &DatabaseConnection, store: &ModuleStore) -> anyhow::Result<(Duration, Duration)> {
+async fn bench_puts(
+    db: &DatabaseConnection,
+    store: &ModuleStore,
+) -> anyhow::Result<(Duration, Duration)> {
     let workspace = Workspace::new(db.clone(), Publisher::new(store.clone()), 8 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(runeflow_api::serve(listener, AppState::new(workspace, "bench"), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(runeflow_api::serve(
+        listener,
+        AppState::new(workspace, "bench"),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let client = reqwest::Client::new();
     let started = Instant::now();
     for i in 0..PUTS {
@@ -115,52 +152,93 @@ async fn bench_puts(db: &DatabaseConnection, store: &ModuleStore) -> anyhow::Res
     Ok((api, started.elapsed()))
 }
 
-async fn bench_warm(db: &DatabaseConnection, store: &ModuleStore) -> anyhow::Result<(Duration, Duration)> {
+async fn bench_warm(
+    db: &DatabaseConnection,
+    store: &ModuleStore,
+) -> anyhow::Result<(Duration, Duration)> {
     let files: Vec<(String, String, String)> = (0..MODULES)
         .map(|i| {
             let content = module_source(i);
-            (format!("pkg{}/m{i}.py", i % 50), content_hash(content.as_bytes()), content)
+            (
+                format!("pkg{}/m{i}.py", i % 50),
+                content_hash(content.as_bytes()),
+                content,
+            )
         })
         .collect();
     for chunk in files.chunks(1000) {
-        let mut sql = String::from("INSERT INTO workspace_files (path, content, content_hash, entity_type, size) VALUES ");
+        let mut sql = String::from(
+            "INSERT INTO workspace_files (path, content, content_hash, entity_type, size) VALUES ",
+        );
         let mut values = Vec::new();
         for (n, (path, hash, content)) in chunk.iter().enumerate() {
             if n > 0 {
                 sql.push(',');
             }
             let b = n * 4;
-            sql.push_str(&format!("(${}, ${}, ${}, 'module', ${})", b + 1, b + 2, b + 3, b + 4));
-            values.extend([path.clone().into(), content.clone().into(), hash.clone().into(), (content.len() as i64).into()]);
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, 'module', ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4
+            ));
+            values.extend([
+                path.clone().into(),
+                content.clone().into(),
+                hash.clone().into(),
+                (content.len() as i64).into(),
+            ]);
         }
-        db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
     }
     clear_prefix(store, store.keys().prefix()).await;
     let started = Instant::now();
     let report = rebuild(store, db).await?;
     let init = started.elapsed();
-    anyhow::ensure!(report.files as usize == MODULES, "warmed {} files", report.files);
+    anyhow::ensure!(
+        report.files as usize == MODULES,
+        "warmed {} files",
+        report.files
+    );
 
     clear_prefix(store, store.keys().prefix()).await;
     let mut conn = store.connection();
     let started = Instant::now();
     let mut pipe = redis::pipe();
     for (path, hash, content) in &files {
-        pipe.cmd("SET").arg(store.keys().blob(hash)).arg(content).ignore();
-        pipe.cmd("HSET").arg(store.keys().index()).arg(path).arg(hash).ignore();
+        pipe.cmd("SET")
+            .arg(store.keys().blob(hash))
+            .arg(content)
+            .ignore();
+        pipe.cmd("HSET")
+            .arg(store.keys().index())
+            .arg(path)
+            .arg(hash)
+            .ignore();
     }
     pipe.query_async::<()>(&mut conn).await?;
     Ok((init, started.elapsed()))
 }
 
 async fn truncate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    db.execute_unprepared("TRUNCATE workspace_files CASCADE").await?;
+    db.execute_unprepared("TRUNCATE workspace_files CASCADE")
+        .await?;
     Ok(())
 }
 
 async fn clear_prefix(store: &ModuleStore, prefix: &str) {
     let mut conn = store.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
     for chunk in keys.chunks(1000) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
     }

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use runeflow_shared::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "runeflow", version, about = "Run Python workflows stored in PostgreSQL")]
+#[command(
+    name = "runeflow",
+    version,
+    about = "Run Python workflows stored in PostgreSQL"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -38,7 +38,11 @@ pub async fn module_store(config: &Config) -> anyhow::Result<ModuleStore> {
 pub async fn workspace(config: &Config) -> anyhow::Result<Workspace> {
     let db = postgres(config).await?;
     let store = module_store(config).await?;
-    Ok(Workspace::new(db, Publisher::new(store), config.max_file_bytes))
+    Ok(Workspace::new(
+        db,
+        Publisher::new(store),
+        config.max_file_bytes,
+    ))
 }
 
 /// `scheme://user:secret@host/db` → `scheme://user:***@host/db`.
@@ -50,7 +54,11 @@ pub fn redact(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
             format!("{scheme}://{masked}@{host}{tail}")
         }
         None => url.to_owned(),
@@ -63,7 +71,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("redis://:pw@h:6379/2"), "redis://:***@h:6379/2");
         assert_eq!(redact("redis://h:6379/2"), "redis://h:6379/2");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");

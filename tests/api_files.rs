@@ -5,7 +5,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{TestEnv, authed};
-use sea_orm::{ConnectionTrait, Statement, DbBackend};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 const WORKFLOW_SRC: &str = r#"from runeflow import workflow
 
@@ -35,7 +35,10 @@ async fn put_get_list_and_etag() {
     assert_eq!(j["entity_type"], "module");
     assert_eq!(j["module"], "shared.halo");
     assert_eq!(j["size"], 6);
-    assert_eq!(j["content_hash"], runeflow_shared::hash::content_hash(b"X = 1\n"));
+    assert_eq!(
+        j["content_hash"],
+        runeflow_shared::hash::content_hash(b"X = 1\n")
+    );
     assert!(j["updated_at"].is_string());
     assert_eq!(j["workflows"], serde_json::json!([]));
     assert_eq!(j["diagnostics"], serde_json::json!([]));
@@ -47,7 +50,10 @@ async fn put_get_list_and_etag() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "X = 2\n");
     let etag = r.headers["etag"].to_str().unwrap().to_owned();
-    assert_eq!(etag, format!("\"{}\"", runeflow_shared::hash::content_hash(b"X = 2\n")));
+    assert_eq!(
+        etag,
+        format!("\"{}\"", runeflow_shared::hash::content_hash(b"X = 2\n"))
+    );
 
     let r = env
         .call(
@@ -75,7 +81,15 @@ async fn put_get_list_and_etag() {
     let r = env.get("/api/files").await;
     let files = r.json()["files"].as_array().unwrap().clone();
     let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["pkg/__init__.py", "pkg/data.json", "scripts/my-script.py", "shared/halo.py"]);
+    assert_eq!(
+        paths,
+        [
+            "pkg/__init__.py",
+            "pkg/data.json",
+            "scripts/my-script.py",
+            "shared/halo.py"
+        ]
+    );
     assert_eq!(files[0]["module"], "pkg");
     assert_eq!(files[1]["entity_type"], "file");
     assert!(files[1]["module"].is_null());
@@ -85,7 +99,11 @@ async fn put_get_list_and_etag() {
     let r = env.get("/api/files?prefix=pkg/").await;
     assert_eq!(r.json()["files"].as_array().unwrap().len(), 2);
     let r = env.get("/api/files?prefix=pkg%25").await;
-    assert_eq!(r.json()["files"].as_array().unwrap().len(), 0, "% is literal");
+    assert_eq!(
+        r.json()["files"].as_array().unwrap().len(),
+        0,
+        "% is literal"
+    );
 
     let r = env.get("/api/files?limit=0").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -99,7 +117,8 @@ async fn put_get_list_and_etag() {
 async fn listing_pages_with_cursor() {
     let env = TestEnv::new().await;
     for i in 0..25 {
-        env.put(&format!("m/f{i:02}.py"), format!("V = {i}\n")).await;
+        env.put(&format!("m/f{i:02}.py"), format!("V = {i}\n"))
+            .await;
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -129,15 +148,27 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn missing_files_give_404_and_delete_is_soft() {
     let env = TestEnv::new().await;
-    assert_eq!(env.get("/api/files/nope.py").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(env.get("/api/files/nope.py").await.error_code(), "not_found");
+    assert_eq!(
+        env.get("/api/files/nope.py").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        env.get("/api/files/nope.py").await.error_code(),
+        "not_found"
+    );
     assert_eq!(env.delete("nope.py").await.status, StatusCode::NOT_FOUND);
 
     assert_eq!(env.put("a.py", "A = 1\n").await.status, StatusCode::CREATED);
     assert_eq!(env.delete("a.py").await.status, StatusCode::NO_CONTENT);
-    assert_eq!(env.get("/api/files/a.py").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        env.get("/api/files/a.py").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(env.delete("a.py").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(env.get("/api/files").await.json()["files"], serde_json::json!([]));
+    assert_eq!(
+        env.get("/api/files").await.json()["files"],
+        serde_json::json!([])
+    );
     // The row stays, marked deleted with its content cleared.
     assert_eq!(
         count_rows(&env, "SELECT count(*) FROM workspace_files WHERE path = 'a.py' AND is_deleted AND content = ''").await,
@@ -153,9 +184,14 @@ async fn missing_files_give_404_and_delete_is_soft() {
 #[tokio::test]
 async fn entity_type_flips_and_workflow_rows_follow() {
     let env = TestEnv::new().await;
-    let r = env.put("flows/greet.py", "def greet(name):\n    return name\n").await;
+    let r = env
+        .put("flows/greet.py", "def greet(name):\n    return name\n")
+        .await;
     assert_eq!(r.json()["entity_type"], "module");
-    assert_eq!(env.get("/api/workflows").await.json()["workflows"], serde_json::json!([]));
+    assert_eq!(
+        env.get("/api/workflows").await.json()["workflows"],
+        serde_json::json!([])
+    );
 
     let r = env.put("flows/greet.py", WORKFLOW_SRC).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -173,7 +209,11 @@ async fn entity_type_flips_and_workflow_rows_follow() {
     assert_eq!(w["description"], "Say hello");
     assert_eq!(w["timeout_seconds"], 30.0);
     let params = w["parameters"].as_array().unwrap();
-    assert_eq!(params.len(), 2, "context is not a user parameter: {params:?}");
+    assert_eq!(
+        params.len(),
+        2,
+        "context is not a user parameter: {params:?}"
+    );
     assert_eq!(params[0]["name"], "name");
     assert_eq!(params[0]["annotation"], "str");
     assert_eq!(params[0]["required"], true);
@@ -186,9 +226,16 @@ async fn entity_type_flips_and_workflow_rows_follow() {
     assert_eq!(one.json()["path"], "flows/greet.py");
 
     // Removing the decorator turns it back into a module and drops the row.
-    env.put("flows/greet.py", "def greet(name):\n    return name\n").await;
-    assert_eq!(env.get("/api/workflows").await.json()["workflows"], serde_json::json!([]));
-    assert_eq!(env.get("/api/workflows/greet").await.status, StatusCode::NOT_FOUND);
+    env.put("flows/greet.py", "def greet(name):\n    return name\n")
+        .await;
+    assert_eq!(
+        env.get("/api/workflows").await.json()["workflows"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        env.get("/api/workflows/greet").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(count_rows(&env, "SELECT count(*) FROM workflows").await, 0);
 
     // Deleting a workflow file drops its rows too.
@@ -201,7 +248,8 @@ async fn entity_type_flips_and_workflow_rows_follow() {
 #[tokio::test]
 async fn data_providers_and_ambiguous_names() {
     let env = TestEnv::new().await;
-    let dp = "from runeflow import data_provider\n\n@data_provider\ndef regions():\n    return []\n";
+    let dp =
+        "from runeflow import data_provider\n\n@data_provider\ndef regions():\n    return []\n";
     let r = env.put("providers/regions.py", dp).await;
     assert_eq!(r.json()["entity_type"], "data_provider");
     env.put("a/greet.py", WORKFLOW_SRC).await;
@@ -211,7 +259,10 @@ async fn data_providers_and_ambiguous_names() {
     let j = r.json();
     assert_eq!(j["error"]["code"], "ambiguous_workflow");
     let candidates = j["error"]["candidates"].as_array().unwrap();
-    let paths: Vec<&str> = candidates.iter().map(|c| c["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = candidates
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["a/greet.py", "b/greet.py"]);
     let all = env.get("/api/workflows").await.json();
     let kinds: Vec<&str> = all["workflows"]
@@ -227,7 +278,12 @@ async fn data_providers_and_ambiguous_names() {
 #[tokio::test]
 async fn syntax_errors_store_a_module_with_diagnostics() {
     let env = TestEnv::new().await;
-    let r = env.put("broken.py", "from runeflow import workflow\n\n@workflow\ndef f(:\n    pass\n").await;
+    let r = env
+        .put(
+            "broken.py",
+            "from runeflow import workflow\n\n@workflow\ndef f(:\n    pass\n",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let j = r.json();
     assert_eq!(j["entity_type"], "module");
@@ -245,36 +301,81 @@ async fn move_renames_and_refuses_conflicts() {
     env.put("old/flow.py", WORKFLOW_SRC).await;
     env.put("taken.py", "T = 1\n").await;
 
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "old/flow.py", "to": "new/flow.py"})).await;
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "old/flow.py", "to": "new/flow.py"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["path"], "new/flow.py");
     assert_eq!(j["module"], "new.flow");
     assert_eq!(j["entity_type"], "workflow");
-    assert_eq!(env.get("/api/files/old/flow.py").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        env.get("/api/files/old/flow.py").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(env.get("/api/files/new/flow.py").await.text(), WORKFLOW_SRC);
     let w = env.get("/api/workflows/greet").await.json();
     assert_eq!(w["path"], "new/flow.py");
 
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "missing.py", "to": "x.py"})).await;
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "missing.py", "to": "x.py"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "new/flow.py", "to": "taken.py"})).await;
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "new/flow.py", "to": "taken.py"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.error_code(), "already_exists");
-    assert_eq!(env.get("/api/files/taken.py").await.text(), "T = 1\n", "destination untouched");
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "new/flow.py", "to": "../x.py"})).await;
+    assert_eq!(
+        env.get("/api/files/taken.py").await.text(),
+        "T = 1\n",
+        "destination untouched"
+    );
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "new/flow.py", "to": "../x.py"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"]["rule"], "dot_segment");
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "new/flow.py"})).await;
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "new/flow.py"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // Moving onto a deleted path works, and a .py moved to .txt becomes a data file.
     env.delete("taken.py").await;
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "new/flow.py", "to": "taken.py"})).await;
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "new/flow.py", "to": "taken.py"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = env.post_json("/api/files/move", serde_json::json!({"from": "taken.py", "to": "notes.txt"})).await;
+    let r = env
+        .post_json(
+            "/api/files/move",
+            serde_json::json!({"from": "taken.py", "to": "notes.txt"}),
+        )
+        .await;
     assert_eq!(r.json()["entity_type"], "file");
-    assert_eq!(env.get("/api/workflows").await.json()["workflows"], serde_json::json!([]));
+    assert_eq!(
+        env.get("/api/workflows").await.json()["workflows"],
+        serde_json::json!([])
+    );
     env.cleanup().await;
 }
 
@@ -313,15 +414,28 @@ async fn bad_paths_are_refused_and_nothing_is_stored() {
     ];
     for (uri, rule) in &cases {
         for method in ["PUT", "GET", "DELETE"] {
-            let r = env.call(authed(method, uri).body(Body::from("X = 1\n")).unwrap()).await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {uri}: {}", r.text());
+            let r = env
+                .call(authed(method, uri).body(Body::from("X = 1\n")).unwrap())
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{method} {uri}: {}",
+                r.text()
+            );
             let j = r.json();
             assert_eq!(j["error"]["code"], "invalid_path", "{uri}");
             assert_eq!(j["error"]["rule"], *rule, "{uri}");
-            assert!(j["error"]["message"].as_str().unwrap().contains(rule), "{uri}: message names the rule");
+            assert!(
+                j["error"]["message"].as_str().unwrap().contains(rule),
+                "{uri}: message names the rule"
+            );
         }
     }
-    assert_eq!(count_rows(&env, "SELECT count(*) FROM workspace_files").await, 0);
+    assert_eq!(
+        count_rows(&env, "SELECT count(*) FROM workspace_files").await,
+        0
+    );
     assert!(env.store().index().await.unwrap().is_empty());
     env.cleanup().await;
 }
@@ -338,15 +452,27 @@ async fn oversized_and_non_utf8_bodies_are_refused() {
         (0..100).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'y'; 1024]))),
     );
     let r = env
-        .call(authed("PUT", "/api/files/stream.txt").body(Body::from_stream(chunks)).unwrap())
+        .call(
+            authed("PUT", "/api/files/stream.txt")
+                .body(Body::from_stream(chunks))
+                .unwrap(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(env.put("exact.txt", vec![b'x'; 64 * 1024]).await.status, StatusCode::CREATED);
+    assert_eq!(
+        env.put("exact.txt", vec![b'x'; 64 * 1024]).await.status,
+        StatusCode::CREATED
+    );
 
     let r = env.put("latin1.py", b"name = '\xe9'\n".to_vec()).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(r.error_code(), "unsupported_media_type");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("UTF-8"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8")
+    );
     assert_eq!(
         count_rows(&env, "SELECT count(*) FROM workspace_files WHERE path IN ('big.txt','stream.txt','latin1.py')").await,
         0
@@ -357,7 +483,12 @@ async fn oversized_and_non_utf8_bodies_are_refused() {
 #[tokio::test]
 async fn auth_and_health() {
     let env = TestEnv::new().await;
-    for (header, what) in [(None, "missing"), (Some("Bearer wrong"), "wrong"), (Some("Basic x"), "scheme"), (Some("Bearer "), "empty")] {
+    for (header, what) in [
+        (None, "missing"),
+        (Some("Bearer wrong"), "wrong"),
+        (Some("Basic x"), "scheme"),
+        (Some("Bearer "), "empty"),
+    ] {
         let mut b = Request::builder().method("GET").uri("/api/files");
         if let Some(h) = header {
             b = b.header("authorization", h);
@@ -366,11 +497,21 @@ async fn auth_and_health() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
         assert_eq!(r.error_code(), "unauthorized");
     }
-    let r = env.call(Request::get("/api/openapi.json").body(Body::empty()).unwrap()).await;
+    let r = env
+        .call(
+            Request::get("/api/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = env.call(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let r = env
+        .call(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = env.call(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let r = env
+        .call(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let r = env.get("/api/nothing-here").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -382,9 +523,18 @@ async fn auth_and_health() {
 async fn readyz_names_the_unreachable_service() {
     let env = TestEnv::new().await;
     env.db.clone().close().await.ok();
-    let r = env.call(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let r = env
+        .call(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("PostgreSQL"), "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PostgreSQL"),
+        "{}",
+        r.text()
+    );
     common::drop_database(&env.name).await;
 }
 
@@ -392,7 +542,11 @@ async fn readyz_names_the_unreachable_service() {
 async fn openapi_lists_every_route() {
     let env = TestEnv::new().await;
     let doc = env.get("/api/openapi.json").await.json();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
         ("/healthz", "get"),
@@ -407,9 +561,16 @@ async fn openapi_lists_every_route() {
         ("/api/openapi.json", "get"),
     ];
     for (path, method) in expected {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
     }
     let count: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(count, expected.len(), "a route is documented that the test does not know");
+    assert_eq!(
+        count,
+        expected.len(),
+        "a route is documented that the test does not know"
+    );
     env.cleanup().await;
 }

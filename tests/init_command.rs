@@ -33,12 +33,15 @@ async fn table_names(url: &str) -> Vec<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1".to_owned(),
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+                .to_owned(),
         ))
         .await
         .unwrap();
     db.close().await.ok();
-    rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect()
+    rows.iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -59,7 +62,12 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
     assert!(b.status.success(), "second init: {}", stderr(&b));
     assert_eq!(
         table_names(&url).await,
-        ["executions", "seaql_migrations", "workflows", "workspace_files"]
+        [
+            "executions",
+            "seaql_migrations",
+            "workflows",
+            "workspace_files"
+        ]
     );
 
     // Files written straight into PostgreSQL (as a restore would) get warmed.
@@ -80,13 +88,25 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
     assert!(out.contains(" ms"), "reports its duration: {out}");
     let client = redis::Client::open(redis.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let len: usize = redis::cmd("HLEN").arg(format!("{name}:modules")).query_async(&mut conn).await.unwrap();
+    let len: usize = redis::cmd("HLEN")
+        .arg(format!("{name}:modules"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(len, 5);
     let third = init(&url, &redis, &name);
     assert!(stdout(&third).contains("warmed 5 files"));
 
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{name}:*")).query_async(&mut conn).await.unwrap();
-    let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{name}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     db.close().await.ok();
     common::drop_database(&name).await;
 }
@@ -95,9 +115,17 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
 async fn init_names_the_unreachable_service() {
     let name = common::unique_name();
     let url = common::create_database(&name).await;
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
 
-    let out = init(&format!("postgres://postgres@127.0.0.1:{dead_port}/x"), &common::redis_url(), &name);
+    let out = init(
+        &format!("postgres://postgres@127.0.0.1:{dead_port}/x"),
+        &common::redis_url(),
+        &name,
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("PostgreSQL is unreachable"), "{err}");
@@ -115,7 +143,11 @@ async fn init_names_the_unreachable_service() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("DATABASE_URL is not set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DATABASE_URL is not set"),
+        "{}",
+        stderr(&out)
+    );
     common::drop_database(&name).await;
 }
 
@@ -125,14 +157,25 @@ async fn migrations_go_down_and_up_cleanly() {
     let url = common::create_database(&name).await;
     let db = Database::connect(url.as_str()).await.unwrap();
     Migrator::up(&db, None).await.unwrap();
-    assert_eq!(Migrator::get_pending_migrations(&db).await.unwrap().len(), 0);
+    assert_eq!(
+        Migrator::get_pending_migrations(&db).await.unwrap().len(),
+        0
+    );
     Migrator::down(&db, None).await.unwrap();
     assert_eq!(table_names(&url).await, ["seaql_migrations"]);
-    assert_eq!(Migrator::get_pending_migrations(&db).await.unwrap().len(), 3);
+    assert_eq!(
+        Migrator::get_pending_migrations(&db).await.unwrap().len(),
+        3
+    );
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(
         table_names(&url).await,
-        ["executions", "seaql_migrations", "workflows", "workspace_files"]
+        [
+            "executions",
+            "seaql_migrations",
+            "workflows",
+            "workspace_files"
+        ]
     );
     // One step down and up again.
     Migrator::down(&db, Some(1)).await.unwrap();

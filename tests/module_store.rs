@@ -29,8 +29,14 @@ async fn live_files(env: &TestEnv) -> BTreeMap<String, (String, String)> {
 async fn assert_store_matches(env: &TestEnv, step: &str) {
     let pg = live_files(env).await;
     let index: BTreeMap<String, String> = env.store().index().await.unwrap().into_iter().collect();
-    let pg_index: BTreeMap<String, String> = pg.iter().map(|(p, (h, _))| (p.clone(), h.clone())).collect();
-    assert_eq!(index, pg_index, "index differs from PostgreSQL after {step}");
+    let pg_index: BTreeMap<String, String> = pg
+        .iter()
+        .map(|(p, (h, _))| (p.clone(), h.clone()))
+        .collect();
+    assert_eq!(
+        index, pg_index,
+        "index differs from PostgreSQL after {step}"
+    );
     let mut conn = env.store().connection();
     for (path, (hash, content)) in &pg {
         let blob: Option<String> = redis::cmd("GET")
@@ -38,7 +44,11 @@ async fn assert_store_matches(env: &TestEnv, step: &str) {
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert_eq!(blob.as_deref(), Some(content.as_str()), "blob of {path} after {step}");
+        assert_eq!(
+            blob.as_deref(),
+            Some(content.as_str()),
+            "blob of {path} after {step}"
+        );
     }
 }
 
@@ -71,10 +81,16 @@ async fn store_equals_postgres_after_random_mutations() {
         };
         assert_store_matches(&env, &format!("step {step}: {label}")).await;
         let generation = env.store().generation().await.unwrap();
-        assert!(generation >= last_gen, "generation went backwards at step {step}");
+        assert!(
+            generation >= last_gen,
+            "generation went backwards at step {step}"
+        );
         last_gen = generation;
     }
-    assert!(last_gen > 50, "mutations bumped the generation ({last_gen})");
+    assert!(
+        last_gen > 50,
+        "mutations bumped the generation ({last_gen})"
+    );
     let mut conn = env.store().connection();
     let changes: usize = redis::cmd("XLEN")
         .arg(env.store().keys().changes())
@@ -100,7 +116,10 @@ async fn identical_rewrite_changes_nothing() {
 #[tokio::test]
 async fn lookup_finds_a_module_in_one_call() {
     let env = TestEnv::new().await;
-    env.workspace.write("shared/halo.py", b"HALO = 1\n").await.unwrap();
+    env.workspace
+        .write("shared/halo.py", b"HALO = 1\n")
+        .await
+        .unwrap();
     match env.store().lookup("shared/halo.py").await.unwrap() {
         Lookup::Found { content, .. } => assert_eq!(content, "HALO = 1\n"),
         other => panic!("{other:?}"),
@@ -123,16 +142,28 @@ async fn lookup_finds_a_module_in_one_call() {
 #[tokio::test]
 async fn read_through_after_flushdb() {
     let env = TestEnv::with_redis(common::redis_url_db(15)).await;
-    env.workspace.write("shared/halo.py", b"HALO = 'v1'\n").await.unwrap();
-    env.workspace.write("shared/halo.py", b"HALO = 'v2'\n").await.unwrap();
+    env.workspace
+        .write("shared/halo.py", b"HALO = 'v1'\n")
+        .await
+        .unwrap();
+    env.workspace
+        .write("shared/halo.py", b"HALO = 'v2'\n")
+        .await
+        .unwrap();
     env.workspace.write("gone.py", b"G = 1\n").await.unwrap();
     env.workspace.delete("gone.py").await.unwrap();
     rebuild(env.store(), &env.db).await.unwrap();
     let mut conn = env.store().connection();
-    redis::cmd("FLUSHDB").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     assert!(env.store().index().await.unwrap().is_empty());
 
-    let got = read_through(env.store(), &env.db, "shared/halo.py").await.unwrap().unwrap();
+    let got = read_through(env.store(), &env.db, "shared/halo.py")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.content, "HALO = 'v2'\n");
     let index = env.store().index().await.unwrap();
     assert_eq!(index.get("shared/halo.py"), Some(&got.sha256));
@@ -143,11 +174,28 @@ async fn read_through_after_flushdb() {
         .unwrap();
     assert_eq!(blob.as_deref(), Some("HALO = 'v2'\n"));
     // Deleted and never-written paths stay absent.
-    assert!(read_through(env.store(), &env.db, "gone.py").await.unwrap().is_none());
-    assert!(read_through(env.store(), &env.db, "never.py").await.unwrap().is_none());
+    assert!(
+        read_through(env.store(), &env.db, "gone.py")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        read_through(env.store(), &env.db, "never.py")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // A blob evicted on its own is also re-read.
-    redis::cmd("DEL").arg(env.store().keys().blob(&got.sha256)).query_async::<()>(&mut conn).await.unwrap();
-    let again = read_through(env.store(), &env.db, "shared/halo.py").await.unwrap().unwrap();
+    redis::cmd("DEL")
+        .arg(env.store().keys().blob(&got.sha256))
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let again = read_through(env.store(), &env.db, "shared/halo.py")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.content, "HALO = 'v2'\n");
     env.cleanup().await;
 }
@@ -160,10 +208,27 @@ async fn rebuild_removes_stale_entries_and_is_idempotent() {
     env.workspace.delete("del.py").await.unwrap();
     // Entries PostgreSQL knows nothing about (another tool, an old database).
     let mut conn = env.store().connection();
-    redis::cmd("HSET").arg(env.store().keys().index()).arg("ghost.py").arg("00").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("HSET")
+        .arg(env.store().keys().index())
+        .arg("ghost.py")
+        .arg("00")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     // And a stale hash for a live file.
-    redis::cmd("HSET").arg(env.store().keys().index()).arg("keep.py").arg("11").query_async::<()>(&mut conn).await.unwrap();
-    redis::cmd("HDEL").arg(env.store().keys().revisions()).arg("keep.py").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("HSET")
+        .arg(env.store().keys().index())
+        .arg("keep.py")
+        .arg("11")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("HDEL")
+        .arg(env.store().keys().revisions())
+        .arg("keep.py")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     let report = rebuild(env.store(), &env.db).await.unwrap();
     assert_eq!(report.files, 1);
     assert_eq!(report.tombstones, 1);
@@ -172,7 +237,11 @@ async fn rebuild_removes_stale_entries_and_is_idempotent() {
     let generation = env.store().generation().await.unwrap();
     let second = rebuild(env.store(), &env.db).await.unwrap();
     assert_eq!(second.orphans_removed, 0);
-    assert_eq!(env.store().generation().await.unwrap(), generation, "second rebuild changes nothing");
+    assert_eq!(
+        env.store().generation().await.unwrap(),
+        generation,
+        "second rebuild changes nothing"
+    );
     assert_store_matches(&env, "second rebuild").await;
     env.cleanup().await;
 }
@@ -183,13 +252,26 @@ async fn late_older_writes_do_not_win() {
     use runeflow_shared::store::Mutation;
     use std::sync::Arc;
     let env = TestEnv::new().await;
-    let new = Mutation::Put { path: "r.py".into(), revision: 10, sha256: "b".repeat(64), content: Arc::from("NEW") };
-    let old = Mutation::Put { path: "r.py".into(), revision: 9, sha256: "a".repeat(64), content: Arc::from("OLD") };
+    let new = Mutation::Put {
+        path: "r.py".into(),
+        revision: 10,
+        sha256: "b".repeat(64),
+        content: Arc::from("NEW"),
+    };
+    let old = Mutation::Put {
+        path: "r.py".into(),
+        revision: 9,
+        sha256: "a".repeat(64),
+        content: Arc::from("OLD"),
+    };
     env.store().apply(&[new]).await.unwrap();
     env.store().apply(&[old]).await.unwrap();
     let index: HashMap<String, String> = env.store().index().await.unwrap();
     assert_eq!(index["r.py"], "b".repeat(64));
-    let del_old = Mutation::Delete { path: "r.py".into(), revision: 8 };
+    let del_old = Mutation::Delete {
+        path: "r.py".into(),
+        revision: 8,
+    };
     env.store().apply(&[del_old]).await.unwrap();
     assert!(env.store().index().await.unwrap().contains_key("r.py"));
     env.cleanup().await;
@@ -206,7 +288,11 @@ async fn failed_publish_is_repaired_when_redis_returns() {
 
     redis.kill().ok();
     redis.wait().ok();
-    let outcome = env.workspace.write("a.py", b"A = 2\n").await.expect("write succeeds without Redis");
+    let outcome = env
+        .workspace
+        .write("a.py", b"A = 2\n")
+        .await
+        .expect("write succeeds without Redis");
     assert!(outcome.generation.is_none(), "publish failed");
     env.workspace.write("b.py", b"B = 1\n").await.unwrap();
     assert!(env.workspace.publisher.pending_repairs() >= 2);
@@ -215,32 +301,64 @@ async fn failed_publish_is_repaired_when_redis_returns() {
     let publisher = env.workspace.publisher.clone();
     let db = env.db.clone();
     let repair = tokio::spawn(async move {
-        publisher.run_repair(db, async move { let _ = stop_rx.wait_for(|s| *s).await; }).await
+        publisher
+            .run_repair(db, async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
     });
     let mut redis = start_redis(port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.workspace.publisher.pending_repairs() > 0 || env.store().index().await.map(|i| i.len()).unwrap_or(0) < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "repair did not happen");
+    while env.workspace.publisher.pending_repairs() > 0
+        || env.store().index().await.map(|i| i.len()).unwrap_or(0) < 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "repair did not happen"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop_tx.send(true).unwrap();
     repair.await.unwrap();
     // The restarted Redis had nothing; the repaired entries are the latest.
-    let got = read_through(env.store(), &env.db, "a.py").await.unwrap().unwrap();
+    let got = read_through(env.store(), &env.db, "a.py")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.content, "A = 2\n");
-    assert_eq!(read_through(env.store(), &env.db, "b.py").await.unwrap().unwrap().content, "B = 1\n");
+    assert_eq!(
+        read_through(env.store(), &env.db, "b.py")
+            .await
+            .unwrap()
+            .unwrap()
+            .content,
+        "B = 1\n"
+    );
     redis.kill().ok();
     redis.wait().ok();
     common::drop_database(&env.name).await;
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_redis(port: u16) -> std::process::Child {
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    let mut child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server on PATH");
@@ -250,6 +368,7 @@ fn start_redis(port: u16) -> std::process::Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    child.kill().ok();
+    child.wait().ok();
     panic!("redis-server did not start on {port}");
 }
-

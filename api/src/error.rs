@@ -51,6 +51,8 @@ pub enum AppError {
         candidates: Option<serde_json::Value>,
     },
     #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -75,6 +77,7 @@ impl AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -98,6 +101,7 @@ impl From<WorkspaceError> for AppError {
                 candidates: None,
             },
             WorkspaceError::Db(e) => AppError::Internal(format!("database: {e}")),
+            WorkspaceError::Internal(e) => AppError::Internal(e),
         }
     }
 }

@@ -36,9 +36,9 @@ impl MigrationTrait for Migration {
                 finished_at     TIMESTAMPTZ,
                 duration_ms     BIGINT
             );
-            CREATE INDEX ix_executions_queued ON executions (queued_at DESC, id DESC);
-            CREATE INDEX ix_executions_status ON executions (status, queued_at DESC);
-            CREATE INDEX ix_executions_workflow ON executions (workflow_name, queued_at DESC);
+            -- Ids are UUIDv7 (time-ordered): listings page newest first by id.
+            CREATE INDEX ix_executions_status ON executions (status, id DESC);
+            CREATE INDEX ix_executions_workflow ON executions (workflow_name, id DESC);
             "#,
         )
         .await

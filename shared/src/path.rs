@@ -211,15 +211,28 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in ["a.py", "shared/halo.py", "pkg/__init__.py", "data/x y.json", "é/ü.py", "..a/b..py"] {
-            assert_eq!(WorkspacePath::parse(p).map(|p| p.into_string()), Ok(p.to_owned()));
+        for p in [
+            "a.py",
+            "shared/halo.py",
+            "pkg/__init__.py",
+            "data/x y.json",
+            "é/ü.py",
+            "..a/b..py",
+        ] {
+            assert_eq!(
+                WorkspacePath::parse(p).map(|p| p.into_string()),
+                Ok(p.to_owned())
+            );
         }
         assert!(WorkspacePath::parse(&"x".repeat(255)).is_ok());
     }
 
     #[test]
     fn module_names() {
-        assert_eq!(module_name("shared/halo.py").as_deref(), Some("shared.halo"));
+        assert_eq!(
+            module_name("shared/halo.py").as_deref(),
+            Some("shared.halo")
+        );
         assert_eq!(module_name("pkg/__init__.py").as_deref(), Some("pkg"));
         assert_eq!(module_name("a/b/__init__.py").as_deref(), Some("a.b"));
         assert_eq!(module_name("top.py").as_deref(), Some("top"));

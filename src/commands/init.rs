@@ -39,12 +39,19 @@ pub async fn run(config: &Config) -> anyhow::Result<RebuildReport> {
 /// transaction-scoped advisory lock: a second `init` waits, then finds
 /// nothing to do. (Each migration runs in a savepoint of that transaction.)
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let txn = db.begin().await.context("PostgreSQL: cannot start a transaction")?;
-    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+    let txn = db
+        .begin()
         .await
-        .context("PostgreSQL: cannot take the migration lock")?;
+        .context("PostgreSQL: cannot start a transaction")?;
+    txn.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+    ))
+    .await
+    .context("PostgreSQL: cannot take the migration lock")?;
     Migrator::up(&txn, None).await.context("migration failed")?;
-    txn.commit().await.context("committing the migrations failed")?;
+    txn.commit()
+        .await
+        .context("committing the migrations failed")?;
     Ok(())
 }
 

@@ -26,7 +26,8 @@ pub fn admin_database_url() -> String {
 
 /// Redis URL (database 0 unless the variable says otherwise).
 pub fn redis_url() -> String {
-    std::env::var("RUNEFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+    std::env::var("RUNEFLOW_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
 }
 
 /// `redis_url()` with another database number, for tests that FLUSHDB.
@@ -76,9 +77,15 @@ impl TestEnv {
     pub async fn with_redis(redis_url: String) -> Self {
         let name = unique_name();
         let database_url = create_database(&name).await;
-        let db = Database::connect(database_url.as_str()).await.expect("connect test db");
-        runeflow::commands::init::migrate(&db).await.expect("migrate");
-        let conn = redis_conn::connect(&redis_url).await.expect("connect redis");
+        let db = Database::connect(database_url.as_str())
+            .await
+            .expect("connect test db");
+        runeflow::commands::init::migrate(&db)
+            .await
+            .expect("migrate");
+        let conn = redis_conn::connect(&redis_url)
+            .await
+            .expect("connect redis");
         let store = ModuleStore::new(conn, &name);
         let mut config = Config::new(database_url.clone(), redis_url.clone());
         config.redis_prefix = name.clone();
@@ -112,21 +119,34 @@ impl TestEnv {
             .await
             .expect("read body")
             .to_vec();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
-        self.call(authed("PUT", &format!("/api/files/{path}")).body(Body::from(body.into())).unwrap())
-            .await
+        self.call(
+            authed("PUT", &format!("/api/files/{path}"))
+                .body(Body::from(body.into()))
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn get(&self, uri: &str) -> Reply {
-        self.call(authed("GET", uri).body(Body::empty()).unwrap()).await
+        self.call(authed("GET", uri).body(Body::empty()).unwrap())
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.call(authed("DELETE", &format!("/api/files/{path}")).body(Body::empty()).unwrap())
-            .await
+        self.call(
+            authed("DELETE", &format!("/api/files/{path}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post_json(&self, uri: &str, json: serde_json::Value) -> Reply {
@@ -181,13 +201,18 @@ impl Reply {
 
     /// The `error.code` of an error body.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
 pub async fn create_database(name: &str) -> String {
     let admin = admin_database_url();
-    let conn = Database::connect(admin.as_str()).await.expect("connect admin db");
+    let conn = Database::connect(admin.as_str())
+        .await
+        .expect("connect admin db");
     conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await
         .expect("create test database");

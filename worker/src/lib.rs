@@ -1,1 +1,16 @@
-//! placeholder
+//! Runeflow's worker: takes `RunWorkflow` jobs from apalis on Redis and runs
+//! each in a child forked from a warm Python zygote, serving the child's
+//! imports from an in-memory index and blob cache (memory → Redis →
+//! PostgreSQL), and records each outcome exactly once.
+//!
+//! This crate knows nothing of axum; it never imports `runeflow-api`.
+
+pub mod config;
+pub mod execution;
+pub mod index;
+pub mod modules;
+pub mod record;
+mod shim;
+pub mod zygote;
+
+pub use config::WorkerConfig;

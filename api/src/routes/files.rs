@@ -132,7 +132,8 @@ pub async fn write(
     body: Body,
 ) -> Result<Response> {
     let limit = state.max_file_bytes();
-    let too_large = || AppError::PayloadTooLarge(format!("body is over the limit of {limit} bytes"));
+    let too_large =
+        || AppError::PayloadTooLarge(format!("body is over the limit of {limit} bytes"));
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -190,9 +191,10 @@ pub async fn read(
 
 /// `If-None-Match` holds a list of (possibly weak) tags, or `*`.
 fn etag_matches(header: &str, hash: &str) -> bool {
-    header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == hash
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == hash)
 }
 
 /// Delete a file (soft delete: it can be written again later).
@@ -238,7 +240,8 @@ pub async fn list(
     State(state): State<AppState>,
     params: std::result::Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<FileList>> {
-    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(AppError::bad_request(

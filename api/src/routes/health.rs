@@ -45,13 +45,25 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>> {
     let db = tokio::time::timeout(PROBE_TIMEOUT, state.db().execute_unprepared("SELECT 1"));
     match db.await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(AppError::Unavailable(format!("PostgreSQL unreachable: {e}"))),
-        Err(_) => return Err(AppError::Unavailable("PostgreSQL did not answer within 2 s".into())),
+        Ok(Err(e)) => {
+            return Err(AppError::Unavailable(format!(
+                "PostgreSQL unreachable: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(AppError::Unavailable(
+                "PostgreSQL did not answer within 2 s".into(),
+            ));
+        }
     }
     match tokio::time::timeout(PROBE_TIMEOUT, state.store().ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(AppError::Unavailable(format!("Redis unreachable: {e}"))),
-        Err(_) => return Err(AppError::Unavailable("Redis did not answer within 2 s".into())),
+        Err(_) => {
+            return Err(AppError::Unavailable(
+                "Redis did not answer within 2 s".into(),
+            ));
+        }
     }
     Ok(Json(Status {
         status: "ready".to_owned(),

@@ -78,7 +78,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<WorkflowList>> {
         (status = 409, description = "Several files define this name; `candidates` lists them", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<WorkflowInfo>> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<WorkflowInfo>> {
     let mut rows = list_workflows(state.db(), Some(&name)).await?;
     match rows.len() {
         0 => Err(AppError::NotFound(format!("no workflow named '{name}'"))),

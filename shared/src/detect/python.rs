@@ -11,28 +11,30 @@
 //! A source with any ERROR or MISSING node is a module without workflows; the
 //! first [`MAX_DIAGNOSTICS`] problems come back as diagnostics.
 //!
-//! tree-sitter's error recovery can be very slow (worse than linear) on big,
-//! badly broken inputs, so parsing runs under a wall-clock budget (see
-//! [`Budget`]). When the full parse is abandoned, growing prefixes of the file
-//! are parsed to find the first problems instead.
+//! Cost: tree-sitter's error recovery is slow on big, badly broken inputs
+//! (seconds per MB, and far worse for some inputs). So the file is parsed as
+//! growing prefixes, each parse reusing the previous tree (incremental
+//! parsing, so a valid file costs about one parse), and parsing stops as soon
+//! as a prefix shows [`MAX_DIAGNOSTICS`] problems. A wall-clock budget bounds
+//! the rest (see [`budget_for`]).
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Number, Value};
-use tree_sitter::{Node, ParseOptions, ParseState, Parser, Tree};
+use tree_sitter::{InputEdit, Node, ParseOptions, Parser, Point, Tree};
 
 use super::{Analysis, Diagnostic, EntityType, Parameter, WorkflowKind, WorkflowMeta};
 
 /// At most this many diagnostics are reported per file.
-pub const MAX_DIAGNOSTICS: usize = 20;
+pub(crate) const MAX_DIAGNOSTICS: usize = 20;
 
 /// Deeper literal defaults are reported as non-literal (keeps recursion bounded).
 const MAX_LITERAL_DEPTH: usize = 64;
 
-/// Longest quoted snippet of unexpected text in a diagnostic, in characters.
+/// Longest quoted snippet of unparsable text in a diagnostic, in characters.
 const SNIPPET_CHARS: usize = 30;
 
-/// First prefix size tried once the full parse was abandoned; grows 4× per step.
+/// First prefix parsed; each next one is 4× larger, the last is the whole file.
 const FIRST_PREFIX_BYTES: usize = 16 * 1024;
 
 /// Annotations that mark the SDK's execution context, which is not a user parameter.
@@ -43,30 +45,16 @@ const CONTEXT_TYPES: [&str; 4] = [
     "runeflow.ExecutionContext",
 ];
 
-/// Wall-clock limits for parsing one file.
+/// Wall-clock parse budget: 2 s plus 2 s per MiB.
 ///
-/// Valid Python parses in roughly linear time (a few MB/s even in debug
-/// builds), far inside `full`; only heavy error recovery runs into it. The
+/// Valid Python parses in roughly linear time (several MB/s, also in debug
+/// builds), far inside this; only heavy error recovery runs into it. The
 /// budget is wall-clock, so a valid file on a badly overloaded machine could
-/// in theory be cut short; it then comes back as a module with a diagnostic
+/// in theory be cut short: it then comes back as a module with a diagnostic
 /// saying the check stopped, never as a wrong workflow.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Budget {
-    /// For the parse of the whole file.
-    pub(crate) full: Duration,
-    /// For all prefix parses together, after the full parse was abandoned.
-    pub(crate) prefixes: Duration,
-}
-
-impl Budget {
-    /// 2 s plus 2 s per MiB for the full parse, 2 s for the prefix scan.
-    pub(crate) fn for_len(len: usize) -> Self {
-        let mib = u32::try_from(len / (1024 * 1024)).unwrap_or(u32::MAX);
-        Budget {
-            full: Duration::from_secs(2).saturating_add(Duration::from_secs(2).saturating_mul(mib)),
-            prefixes: Duration::from_secs(2),
-        }
-    }
+pub(crate) fn budget_for(len: usize) -> Duration {
+    let mib = u32::try_from(len / (1024 * 1024)).unwrap_or(u32::MAX);
+    Duration::from_secs(2).saturating_add(Duration::from_secs(2).saturating_mul(mib))
 }
 
 /// Analyses one `.py` source: entity type, workflow metadata and syntax
@@ -77,12 +65,13 @@ impl Budget {
 /// parameter named `context`, or annotated `Context`, `runeflow.Context`,
 /// `ExecutionContext` or `runeflow.ExecutionContext`.
 pub fn analyze_python(source: &str) -> Analysis {
-    analyze_with_budget(source, Budget::for_len(source.len()))
+    analyze_with_budget(source, budget_for(source.len()))
 }
 
-/// [`analyze_python`] with explicit time limits (tests use small ones).
-pub(crate) fn analyze_with_budget(source: &str, budget: Budget) -> Analysis {
-    match parse_source(source, budget) {
+/// [`analyze_python`] with an explicit time budget (tests use small ones).
+pub(crate) fn analyze_with_budget(source: &str, budget: Duration) -> Analysis {
+    // No deadline only if the budget is too large to represent.
+    match parse_source(source, Instant::now().checked_add(budget)) {
         Parsed::Clean(tree) => {
             let workflows = entry_points(tree.root_node(), source);
             Analysis {
@@ -111,17 +100,22 @@ fn entity_type(workflows: &[WorkflowMeta]) -> EntityType {
 }
 
 // ---------------------------------------------------------------------------
-// Parsing under a budget
+// Parsing in growing prefixes under a budget
 // ---------------------------------------------------------------------------
 
-/// Result of parsing: a tree without problems, or the problems found.
+/// Result of parsing: a tree of the whole file without problems, or the problems.
 enum Parsed {
     Clean(Tree),
     Broken(Vec<Diagnostic>),
 }
 
-/// Parses the whole file; falls back to the prefix scan when that is abandoned.
-fn parse_source(source: &str, budget: Budget) -> Parsed {
+/// Parses prefixes of 16 KiB, 64 KiB, ... (cut at line ends) until one shows
+/// [`MAX_DIAGNOSTICS`] problems, the whole file is parsed, or time runs out.
+///
+/// Problems touching the end of a prefix may exist only because of the cut
+/// (a bracket or string continued on the next line), so they are kept apart
+/// and reported only if time runs out with nothing certain found.
+fn parse_source(source: &str, deadline: Option<Instant>) -> Parsed {
     let mut parser = Parser::new();
     if parser
         .set_language(&tree_sitter_python::LANGUAGE.into())
@@ -133,82 +127,112 @@ fn parse_source(source: &str, budget: Budget) -> Parsed {
             message: "internal error: the Python parser could not be loaded".to_owned(),
         }]);
     }
-    // Stop early once every parse path has hit an error: the file is then
-    // certainly a module, and the prefix scan finds the first problems cheaply.
-    match parse_text(&mut parser, source, Instant::now() + budget.full, true) {
-        Some(tree) if tree.root_node().has_error() => {
-            Parsed::Broken(broken(syntax_problems(tree.root_node(), source, None)))
-        }
-        Some(tree) => Parsed::Clean(tree),
-        None => scan_prefixes(&mut parser, source, Instant::now() + budget.prefixes),
-    }
-}
-
-/// Parses `text` from scratch; `None` when cancelled by the deadline or, with
-/// `stop_on_error`, as soon as the parser reports that all its paths failed.
-fn parse_text(
-    parser: &mut Parser,
-    text: &str,
-    deadline: Instant,
-    stop_on_error: bool,
-) -> Option<Tree> {
-    // A cancelled parse would otherwise be resumed by the next call.
-    parser.reset();
-    let bytes = text.as_bytes();
-    let mut read = |offset: usize, _| bytes.get(offset..).unwrap_or_default();
-    let mut cancel =
-        |state: &ParseState| (stop_on_error && state.has_error()) || Instant::now() >= deadline;
-    let options = ParseOptions::new().progress_callback(&mut cancel);
-    parser.parse_with_options(&mut read, None, Some(options))
-}
-
-/// Parses prefixes of 16 KiB, 64 KiB, ... (cut at line ends) until one yields
-/// [`MAX_DIAGNOSTICS`] problems, the whole file is covered, or time runs out.
-///
-/// Problems touching the end of a prefix may only exist because of the cut
-/// (an unclosed bracket or string continued on the next line), so they are
-/// kept apart and used only if nothing certain was found.
-fn scan_prefixes(parser: &mut Parser, source: &str, deadline: Instant) -> Parsed {
-    let mut best = Problems::default();
-    let mut checked_to = 0;
+    let mut tree: Option<Tree> = None;
+    let mut parsed_to = Position::default();
+    let mut problems = Problems::default();
     let mut size = FIRST_PREFIX_BYTES;
     loop {
         let cut = line_end_after(source, size);
         let Some(text) = source.get(..cut) else { break };
-        let Some(tree) = parse_text(parser, text, deadline, false) else {
+        let end = parsed_to.advanced_over(text.get(parsed_to.byte..).unwrap_or_default());
+        if let Some(old) = tree.as_mut() {
+            old.edit(&append_edit(parsed_to, end));
+        }
+        let Some(new_tree) = parse_text(&mut parser, text, tree.as_ref(), deadline) else {
             break;
         };
-        let root = tree.root_node();
+        let root = new_tree.root_node();
         if cut >= source.len() {
             return if root.has_error() {
-                Parsed::Broken(broken(syntax_problems(root, text, None)))
+                Parsed::Broken(all_problems(root, text))
             } else {
-                Parsed::Clean(tree)
+                Parsed::Clean(new_tree)
             };
         }
-        best = syntax_problems(root, text, Some(text.trim_end().len()));
-        checked_to = cut;
-        if best.certain.len() >= MAX_DIAGNOSTICS {
-            return Parsed::Broken(best.certain);
+        problems = syntax_problems(root, text, Some(text.trim_end().len()));
+        if problems.certain.len() >= MAX_DIAGNOSTICS {
+            return Parsed::Broken(problems.certain);
         }
+        tree = Some(new_tree);
+        parsed_to = end;
         size = size.saturating_mul(4);
     }
-    Parsed::Broken(stopped_early(best, source, checked_to))
+    Parsed::Broken(stopped_early(problems, parsed_to.row))
+}
+
+/// Parses `text`, reusing `old` (already edited to match); `None` when the
+/// deadline cancelled it.
+fn parse_text(
+    parser: &mut Parser,
+    text: &str,
+    old: Option<&Tree>,
+    deadline: Option<Instant>,
+) -> Option<Tree> {
+    let bytes = text.as_bytes();
+    let mut read = |offset: usize, _| bytes.get(offset..).unwrap_or_default();
+    let mut cancel = |_: &_| deadline.is_some_and(|d| Instant::now() >= d);
+    let options = ParseOptions::new().progress_callback(&mut cancel);
+    let tree = parser.parse_with_options(&mut read, old, Some(options));
+    if tree.is_none() {
+        // Otherwise the next parse call would resume the cancelled one.
+        parser.reset();
+    }
+    tree
+}
+
+/// A place in the source, as tree-sitter counts it (row, byte column).
+#[derive(Debug, Clone, Copy, Default)]
+struct Position {
+    byte: usize,
+    row: usize,
+    column: usize,
+}
+
+impl Position {
+    /// The position after `added` text that starts here.
+    fn advanced_over(self, added: &str) -> Position {
+        let byte = self.byte + added.len();
+        match added.rfind('\n') {
+            Some(last) => Position {
+                byte,
+                row: self.row + added.bytes().filter(|&b| b == b'\n').count(),
+                column: added.len() - last - 1,
+            },
+            None => Position {
+                byte,
+                row: self.row,
+                column: self.column + added.len(),
+            },
+        }
+    }
+
+    fn point(self) -> Point {
+        Point::new(self.row, self.column)
+    }
+}
+
+/// The edit telling the old tree that text was appended from `old_end` to `new_end`.
+fn append_edit(old_end: Position, new_end: Position) -> InputEdit {
+    InputEdit {
+        start_byte: old_end.byte,
+        old_end_byte: old_end.byte,
+        new_end_byte: new_end.byte,
+        start_position: old_end.point(),
+        old_end_position: old_end.point(),
+        new_end_position: new_end.point(),
+    }
 }
 
 /// Diagnostics when time ran out: what was certain (else the first uncertain
-/// problem), plus a note on where the check stopped.
-fn stopped_early(problems: Problems, source: &str, checked_to: usize) -> Vec<Diagnostic> {
+/// problem), plus a note on where the check stopped (`checked_rows` lines).
+fn stopped_early(problems: Problems, checked_rows: usize) -> Vec<Diagnostic> {
     let mut diagnostics = problems.certain;
     if diagnostics.is_empty() {
         diagnostics.extend(problems.at_cut);
     }
     if diagnostics.len() < MAX_DIAGNOSTICS {
-        let line = source
-            .get(..checked_to)
-            .map_or(0, |checked| checked.bytes().filter(|&b| b == b'\n').count());
         diagnostics.push(Diagnostic {
-            line: to_u32(line + 1),
+            line: to_u32(checked_rows + 1),
             column: 1,
             message: "syntax check stopped here: the file is too large and broken to check in full"
                 .to_owned(),
@@ -220,9 +244,6 @@ fn stopped_early(problems: Problems, source: &str, checked_to: usize) -> Vec<Dia
 /// Byte offset just past the first line end at or after `at` (or the end).
 fn line_end_after(source: &str, at: usize) -> usize {
     let bytes = source.as_bytes();
-    if at >= bytes.len() {
-        return bytes.len();
-    }
     bytes
         .get(at..)
         .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
@@ -242,9 +263,9 @@ struct Problems {
     at_cut: Option<Diagnostic>,
 }
 
-/// All problems of a complete parse; never empty for a tree with errors.
-fn broken(problems: Problems) -> Vec<Diagnostic> {
-    let mut diagnostics = problems.certain;
+/// The problems of a complete parse; never empty for a tree with errors.
+fn all_problems(root: Node, text: &str) -> Vec<Diagnostic> {
+    let mut diagnostics = syntax_problems(root, text, None).certain;
     if diagnostics.is_empty() {
         diagnostics.push(Diagnostic {
             line: 1,
@@ -553,9 +574,7 @@ fn parameter(node: Node, source: &str) -> Option<Parameter> {
         return None;
     }
     let name = text(name, source)?.to_owned();
-    let annotation = annotation
-        .and_then(|a| text(a, source))
-        .map(str::to_owned);
+    let annotation = annotation.and_then(|a| text(a, source)).map(str::to_owned);
     if is_context(&name, annotation.as_deref()) {
         return None;
     }

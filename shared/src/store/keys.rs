@@ -42,6 +42,11 @@ impl StoreKeys {
         format!("{}:modules:gen", self.prefix)
     }
 
+    /// Identity of this store's generation sequence (see `scripts::APPLY`).
+    pub fn store_id(&self) -> String {
+        format!("{}:modules:id", self.prefix)
+    }
+
     /// Capped STREAM of `{gen, path, sha256 | deleted}`.
     pub fn changes(&self) -> String {
         format!("{}:modules:changes", self.prefix)

@@ -55,15 +55,32 @@ impl Mutation {
     }
 }
 
+/// Where the store is: generation `generation` of the sequence named `id`.
+/// A job carries the version the API saw, and a worker serves it only from
+/// an index at least that new (same `id`, generation ≥).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreVersion {
+    /// Empty when nothing was ever written to this store.
+    pub id: String,
+    pub generation: u64,
+}
+
 /// What the index says about one path, read in a single round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Found { sha256: String, content: String },
+    Found {
+        sha256: String,
+        content: String,
+    },
     /// Indexed, but the blob is gone (evicted): read PostgreSQL.
-    BlobMissing { sha256: String },
+    BlobMissing {
+        sha256: String,
+    },
     /// Not indexed. `complete` is false when the index was not rebuilt since
     /// Redis lost its data, so the path may still exist in PostgreSQL.
-    Absent { complete: bool },
+    Absent {
+        complete: bool,
+    },
 }
 
 /// Handle on one deployment's module store (cheap to clone).
@@ -91,14 +108,15 @@ impl ModuleStore {
     }
 
     /// Applies mutations atomically, in order, in one round trip; returns the
-    /// generation afterwards. Safe to repeat: an already applied revision is
-    /// a no-op.
-    pub async fn apply(&self, mutations: &[Mutation]) -> Result<u64, StoreError> {
+    /// store's version afterwards. Safe to repeat: an already applied
+    /// revision is a no-op.
+    pub async fn apply(&self, mutations: &[Mutation]) -> Result<StoreVersion, StoreError> {
         let mut inv = scripts::APPLY.prepare_invoke();
         inv.key(self.keys.index())
             .key(self.keys.revisions())
             .key(self.keys.generation())
             .key(self.keys.changes())
+            .key(self.keys.store_id())
             .arg(self.keys.blob_prefix())
             .arg(CHANGES_MAXLEN);
         for m in mutations {
@@ -120,7 +138,24 @@ impl ModuleStore {
             };
         }
         let mut conn = self.conn.clone();
-        Ok(inv.invoke_async(&mut conn).await?)
+        let (id, generation): (String, u64) = inv.invoke_async(&mut conn).await?;
+        Ok(StoreVersion { id, generation })
+    }
+
+    /// The store's current version, in one round trip.
+    pub async fn version(&self) -> Result<StoreVersion, StoreError> {
+        let mut conn = self.conn.clone();
+        let (id, generation): (Option<String>, Option<u64>) = redis::pipe()
+            .cmd("GET")
+            .arg(self.keys.store_id())
+            .cmd("GET")
+            .arg(self.keys.generation())
+            .query_async(&mut conn)
+            .await?;
+        Ok(StoreVersion {
+            id: id.unwrap_or_default(),
+            generation: generation.unwrap_or(0),
+        })
     }
 
     /// Finds a path's hash and source in one round trip.

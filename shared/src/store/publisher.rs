@@ -13,7 +13,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
-use super::{ModuleStore, Mutation};
+use super::{ModuleStore, Mutation, StoreVersion};
 use crate::workspace::{find_rows, mutation_for};
 
 /// Publishes mutations and repairs failed publishes (cheap to clone).
@@ -38,10 +38,10 @@ impl Publisher {
     }
 
     /// Applies `mutations`; on failure logs, queues the paths for repair and
-    /// returns `None`. Returns the generation on success.
-    pub async fn publish(&self, mutations: &[Mutation]) -> Option<u64> {
+    /// returns `None`. Returns the store version on success.
+    pub async fn publish(&self, mutations: &[Mutation]) -> Option<StoreVersion> {
         match self.store.apply(mutations).await {
-            Ok(generation) => Some(generation),
+            Ok(version) => Some(version),
             Err(err) => {
                 tracing::warn!(%err, paths = mutations.len(), "module store write failed; queued for repair");
                 self.mark_dirty(mutations.iter().map(|m| m.path().to_owned()));

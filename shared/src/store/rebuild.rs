@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, ColumnTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::read_through::ReadThroughError;
 use super::{CHANGES_MAXLEN, ModuleStore, Mutation, StoreError, scripts};
@@ -75,13 +75,13 @@ pub async fn rebuild(
             batch_bytes += row.content.len();
             batch.push(mutation_for(row));
             if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
-                report.generation = store.apply(&batch).await?;
+                report.generation = store.apply(&batch).await?.generation;
                 batch.clear();
                 batch_bytes = 0;
             }
         }
         if !batch.is_empty() {
-            report.generation = store.apply(&batch).await?;
+            report.generation = store.apply(&batch).await?.generation;
         }
         if (rows.len() as u64) < PAGE_ROWS {
             break;
@@ -129,7 +129,10 @@ async fn drop_orphans(
         .key(keys.changes())
         .arg(CHANGES_MAXLEN);
     let mut any = false;
-    for path in candidates.iter().filter(|p| !with_rows.contains(p.as_str())) {
+    for path in candidates
+        .iter()
+        .filter(|p| !with_rows.contains(p.as_str()))
+    {
         let seen_rev = revisions.get(path).map(String::as_str).unwrap_or("");
         inv.arg(path).arg(seen_rev);
         any = true;

@@ -6,17 +6,25 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Applies mutations in order. KEYS: index, revisions, generation, changes.
+/// Applies mutations in order. KEYS: index, revisions, generation, changes, id.
 /// ARGV: blob prefix, stream max length, then groups of five:
 /// op (`put` | `del`), path, revision, sha256, content (empty for `del`).
 /// A blob is always written (content-addressed, so always correct); the index
 /// changes only when the revision is newer than the one last applied there.
-/// Returns the generation after the batch.
+/// Returns `{store id, generation}` after the batch. The store id is created
+/// on first use (from the server clock), so after Redis lost its data the
+/// generation restarts under a new id and no reader mistakes it for the old.
 pub static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local index, revs, genkey, changes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local index, revs, genkey, changes, idkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local blob_prefix, maxlen = ARGV[1], ARGV[2]
+local id = redis.call('GET', idkey)
+if not id then
+  local t = redis.call('TIME')
+  id = t[1] .. '.' .. t[2]
+  redis.call('SET', idkey, id)
+end
 for i = 3, #ARGV, 5 do
   local op, path, rev, sha, content = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
   if op == 'put' then
@@ -37,7 +45,7 @@ for i = 3, #ARGV, 5 do
     end
   end
 end
-return tonumber(redis.call('GET', genkey) or '0')
+return {id, tonumber(redis.call('GET', genkey) or '0')}
 "#,
     )
 });

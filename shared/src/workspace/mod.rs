@@ -11,11 +11,11 @@ use sea_orm::DatabaseConnection;
 use crate::detect::{Diagnostic, WorkflowMeta};
 use crate::entities::workspace_file;
 use crate::path::PathError;
-use crate::store::Publisher;
+use crate::store::{Publisher, StoreVersion};
 
 pub use prepare::{Prepared, prepare};
-pub use write::mutation_for;
 pub use query::{FileSummary, Page, find_live, find_rows, list_files, list_workflows};
+pub use write::mutation_for;
 
 /// Why a workspace operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,8 @@ pub enum WorkspaceError {
     Exists(String),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// The result of a write or move, for the response body.
@@ -44,8 +46,20 @@ pub struct WriteOutcome {
     pub unchanged: bool,
     pub workflows: Vec<WorkflowMeta>,
     pub diagnostics: Vec<Diagnostic>,
-    /// Module-store generation after publishing, when Redis answered.
-    pub generation: Option<u64>,
+    /// Module-store version after publishing, when Redis answered.
+    pub generation: Option<StoreVersion>,
+}
+
+/// Runs [`prepare`] on the blocking pool: parsing a large or badly broken
+/// file can take a while and must not stall the async runtime.
+pub async fn prepare_blocking(path: String, bytes: Vec<u8>) -> Result<Prepared, WorkspaceError> {
+    tokio::task::spawn_blocking(move || prepare(&path, &bytes))
+        .await
+        .unwrap_or_else(|e| {
+            Err(WorkspaceError::Internal(format!(
+                "entity detection panicked: {e}"
+            )))
+        })
 }
 
 /// PostgreSQL plus the publisher that mirrors each commit into Redis.
@@ -73,7 +87,7 @@ impl Workspace {
                 limit: self.max_file_bytes,
             });
         }
-        let prepared = prepare(path, bytes)?;
+        let prepared = prepare_blocking(path.to_owned(), bytes.to_vec()).await?;
         let (mut outcome, mutation) = write::upsert(&self.db, prepared).await?;
         outcome.generation = self.publisher.publish(&[mutation]).await;
         Ok(outcome)

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, FixedOffset};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Statement,
 };
 
 use crate::entities::{workflow, workspace_file};
@@ -64,7 +64,11 @@ pub async fn list_files(
     let mut files = FileSummary::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql,
-        [pattern.into(), cursor.map(str::to_owned).into(), fetch.into()],
+        [
+            pattern.into(),
+            cursor.map(str::to_owned).into(),
+            fetch.into(),
+        ],
     ))
     .all(db)
     .await?;

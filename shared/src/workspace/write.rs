@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, FromQueryResult, QueryFilter, Statement, TransactionTrait, ColumnTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, Statement, TransactionTrait,
 };
 
 use crate::detect::{EntityType, WorkflowMeta};
@@ -14,7 +14,7 @@ use crate::entities::{workflow, workspace_file};
 use crate::path::WorkspacePath;
 use crate::store::Mutation;
 
-use super::{Prepared, WorkspaceError, WriteOutcome, prepare};
+use super::{Prepared, WorkspaceError, WriteOutcome};
 
 const SELECT_FOR_UPDATE: &str = r#"SELECT * FROM workspace_files WHERE path = $1 FOR UPDATE"#;
 
@@ -77,7 +77,9 @@ async fn upsert_in(
     let was_live = previous.as_ref().is_some_and(|p| !p.is_deleted);
     // Only workflow and data-provider files have `workflows` rows; skipping
     // the DELETE for plain modules saves a round trip on most writes.
-    let previous_had_workflows = previous.as_ref().is_some_and(|p| defines_workflows(&p.entity_type));
+    let previous_had_workflows = previous
+        .as_ref()
+        .is_some_and(|p| defines_workflows(&p.entity_type));
     let entity_type = prepared.analysis.entity_type.as_str();
     if let Some(prev) = previous.filter(|p| {
         !p.is_deleted && p.content_hash == prepared.sha256 && p.entity_type == entity_type
@@ -132,7 +134,10 @@ async fn replace_workflows(
         .await?;
     let mut rows: Vec<workflow::ActiveModel> = Vec::with_capacity(workflows.len());
     for (i, w) in workflows.iter().enumerate() {
-        if workflows[i + 1..].iter().any(|later| later.function == w.function) {
+        if workflows[i + 1..]
+            .iter()
+            .any(|later| later.function == w.function)
+        {
             continue;
         }
         rows.push(workflow::ActiveModel {
@@ -206,14 +211,19 @@ pub(super) async fn rename(
     } else {
         locked_row(&txn, second).await?
     };
-    let (source, dest) = if first == from.as_str() { (a, b) } else { (b, a) };
+    let (source, dest) = if first == from.as_str() {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let source = source
         .filter(|s| !s.is_deleted)
         .ok_or_else(|| WorkspaceError::NotFound(from.to_string()))?;
     if dest.is_some_and(|d| !d.is_deleted) {
         return Err(WorkspaceError::Exists(to_path.into_string()));
     }
-    let prepared = prepare(to_path.as_str(), source.content.as_bytes())?;
+    let prepared =
+        super::prepare_blocking(to_path.as_str().to_owned(), source.content.into_bytes()).await?;
     let removed = soft_delete_in(&txn, from.as_str()).await?;
     let outcome = upsert_in(&txn, prepared).await?;
     txn.commit().await?;
@@ -252,5 +262,3 @@ fn delete_mutation(row: &workspace_file::Model) -> Mutation {
         revision: row.revision,
     }
 }
-
-

@@ -1,0 +1,355 @@
+//! `/api/executions`: enqueue a workflow run, read executions back.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use runeflow_shared::detect::Parameter;
+use runeflow_shared::entities::{execution, workflow};
+use runeflow_shared::jobs::{RunWorkflow, status};
+use runeflow_shared::workspace::list_workflows;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{AppError, ErrorBody, Result};
+use crate::state::AppState;
+
+/// Longest `wait` honoured, in seconds.
+const MAX_WAIT_SECS: f64 = 300.0;
+const DEFAULT_LIMIT: u64 = 50;
+const MAX_LIMIT: u64 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/executions", get(list).post(create))
+        .route("/api/executions/{id}", get(show))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateExecution {
+    /// A workflow name, or `<path>::<function>` when names collide.
+    pub workflow: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+    /// Hold the request up to this many seconds for the outcome.
+    pub wait: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionError {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub message: Option<String>,
+    pub traceback: Option<String>,
+}
+
+/// An execution as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionView {
+    pub id: Uuid,
+    pub workflow: String,
+    pub path: String,
+    pub function: String,
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+    /// `pending` | `running` | `success` | `failed` | `timeout` | `cancelled`.
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub error: Option<ExecutionError>,
+    pub logs: String,
+    pub logs_truncated: bool,
+    pub attempt: i32,
+    pub worker: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+}
+
+impl From<execution::Model> for ExecutionView {
+    fn from(e: execution::Model) -> Self {
+        let error = (e.error_type.is_some() || e.error_message.is_some()).then(|| ExecutionError {
+            kind: e.error_type,
+            message: e.error_message,
+            traceback: e.error_traceback,
+        });
+        ExecutionView {
+            id: e.id,
+            workflow: e.workflow_name,
+            path: e.workflow_path,
+            function: e.function_name,
+            parameters: e.parameters,
+            status: e.status,
+            result: e.result,
+            error,
+            logs: e.logs,
+            logs_truncated: e.logs_truncated,
+            attempt: e.attempt,
+            worker: e.worker,
+            queued_at: e.queued_at.with_timezone(&Utc),
+            started_at: e.started_at.map(|t| t.with_timezone(&Utc)),
+            finished_at: e.finished_at.map(|t| t.with_timezone(&Utc)),
+            duration_ms: e.duration_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enqueued {
+    pub id: Uuid,
+    pub status: String,
+}
+
+/// Run a workflow.
+#[utoipa::path(post, path = "/api/executions", tag = "executions",
+    request_body = CreateExecution,
+    responses(
+        (status = 202, description = "Queued (or still running after `wait`)", body = Enqueued),
+        (status = 200, description = "Finished within `wait`", body = ExecutionView),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "Ambiguous name; `candidates` lists them", body = ErrorBody),
+        (status = 422, description = "Missing, unknown or malformed parameters", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    body: std::result::Result<Json<CreateExecution>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
+    let target = resolve_workflow(&state, &req.workflow).await?;
+    let parameters = check_parameters(&target, req.parameters)?;
+    let version = state
+        .store()
+        .version()
+        .await
+        .map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
+    let id = Uuid::now_v7();
+    execution::ActiveModel {
+        id: Set(id),
+        workflow_name: Set(target.name.clone()),
+        workflow_path: Set(target.path.clone()),
+        function_name: Set(target.function_name.clone()),
+        parameters: Set(parameters),
+        status: Set(status::PENDING.to_owned()),
+        logs: Set(String::new()),
+        logs_truncated: Set(false),
+        attempt: Set(0),
+        workspace_gen: Set(i64::try_from(version.generation).unwrap_or(i64::MAX)),
+        timeout_seconds: Set(target.timeout_seconds),
+        queued_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    }
+    .insert(state.db())
+    .await?;
+    let job = RunWorkflow {
+        execution_id: id,
+        workspace: version,
+    };
+    if let Err(err) = state.queue.push(&job).await {
+        // The row stays pending; the reconciler re-pushes it.
+        tracing::warn!(%id, %err, "enqueue failed after the row was committed");
+    }
+    match req.wait {
+        Some(wait) if wait > 0.0 => {
+            let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
+            let row = wait_for(&state, id, wait).await?;
+            let code = if status::is_final(&row.status) {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok((code, Json(ExecutionView::from(row))).into_response())
+        }
+        _ => Ok((
+            StatusCode::ACCEPTED,
+            Json(Enqueued {
+                id,
+                status: status::PENDING.to_owned(),
+            }),
+        )
+            .into_response()),
+    }
+}
+
+/// `name` or `path::function` → the one workflow row it means.
+async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow::Model> {
+    if let Some((path, function)) = reference.rsplit_once("::") {
+        return workflow::Entity::find()
+            .filter(workflow::Column::Path.eq(path))
+            .filter(workflow::Column::FunctionName.eq(function))
+            .one(state.db())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no workflow '{function}' in '{path}'")));
+    }
+    let mut rows = list_workflows(state.db(), Some(reference)).await?;
+    match rows.len() {
+        0 => Err(AppError::NotFound(format!("no workflow named '{reference}'"))),
+        1 => Ok(rows.remove(0)),
+        n => Err(AppError::Conflict {
+            code: "ambiguous_workflow",
+            message: format!("{n} definitions are named '{reference}'; use <path>::<function>"),
+            candidates: Some(serde_json::Value::Array(
+                rows.iter()
+                    .map(|w| {
+                        serde_json::json!({
+                            "path": w.path,
+                            "function": w.function_name,
+                            "ref": format!("{}::{}", w.path, w.function_name),
+                        })
+                    })
+                    .collect(),
+            )),
+        }),
+    }
+}
+
+/// Parameters must be an object naming every required parameter and no
+/// unknown one (checked against the metadata extracted from the source).
+fn check_parameters(target: &workflow::Model, given: serde_json::Value) -> Result<serde_json::Value> {
+    let given = match given {
+        serde_json::Value::Null => serde_json::Map::new(),
+        serde_json::Value::Object(map) => map,
+        _ => {
+            return Err(AppError::Unprocessable(
+                "parameters must be a JSON object".to_owned(),
+            ));
+        }
+    };
+    let declared: Vec<Parameter> = serde_json::from_value(target.parameters.clone()).unwrap_or_default();
+    let known: BTreeSet<&str> = declared.iter().map(|p| p.name.as_str()).collect();
+    let missing: Vec<&str> = declared
+        .iter()
+        .filter(|p| p.required && !given.contains_key(&p.name))
+        .map(|p| p.name.as_str())
+        .collect();
+    let unknown: Vec<&str> = given.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing required parameters: {}", missing.join(", ")));
+    }
+    if !unknown.is_empty() {
+        problems.push(format!(
+            "unknown parameters: {} (accepted: {})",
+            unknown.join(", "),
+            known.iter().copied().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(serde_json::Value::Object(given))
+    } else {
+        Err(AppError::Unprocessable(format!("{}: {}", target.name, problems.join("; "))))
+    }
+}
+
+/// Waits until `id` is final or `wait` passes, woken by the workers'
+/// "finished" notifications; returns the row as it then is.
+async fn wait_for(state: &AppState, id: Uuid, wait: Duration) -> Result<execution::Model> {
+    let mut finished = state.waiters.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let row = load(state, id).await?;
+        if status::is_final(&row.status) {
+            return Ok(row);
+        }
+        loop {
+            tokio::select! {
+                msg = finished.recv() => match msg {
+                    Ok(Some(done)) if done == id => break,
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return Ok(row),
+                },
+                _ = tokio::time::sleep_until(deadline) => return load(state, id).await,
+            }
+        }
+    }
+}
+
+async fn load(state: &AppState, id: Uuid) -> Result<execution::Model> {
+    execution::Entity::find_by_id(id)
+        .one(state.db())
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no execution {id}")))
+}
+
+/// One execution.
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
+    params(("id" = Uuid, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "Found", body = ExecutionView),
+        (status = 404, description = "No such execution", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecutionView>> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("no execution {id}")))?;
+    Ok(Json(load(&state, id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    pub status: Option<String>,
+    pub workflow: Option<String>,
+    /// 1..=500, default 50.
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionList {
+    pub executions: Vec<ExecutionView>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Executions, newest first.
+#[utoipa::path(get, path = "/api/executions", tag = "executions", params(ListParams),
+    responses(
+        (status = 200, description = "One page", body = ExecutionList),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    params: std::result::Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ExecutionList>> {
+    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(AppError::bad_request("invalid_query", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let mut query = execution::Entity::find().order_by_desc(execution::Column::Id);
+    if let Some(s) = &params.status {
+        query = query.filter(execution::Column::Status.eq(s.as_str()));
+    }
+    if let Some(w) = &params.workflow {
+        query = query.filter(execution::Column::WorkflowName.eq(w.as_str()));
+    }
+    if let Some(cursor) = params.cursor {
+        query = query.filter(execution::Column::Id.lt(cursor));
+    }
+    let mut rows = query.limit(limit + 1).all(state.db()).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(|r| r.id) } else { None };
+    Ok(Json(ExecutionList {
+        executions: rows.into_iter().map(ExecutionView::from).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,82 @@
+"""Runeflow SDK: mark workflows and data providers, read the running context.
+
+    from runeflow import workflow, context
+
+    @workflow(name="hello", timeout=30)
+    def hello(who: str = "world") -> dict:
+        context.log.info("greeting %s", who)
+        return {"greeting": f"hello {who}", "execution": context.execution_id}
+
+The decorators only tag the function (``func.__runeflow__``) and return it
+unchanged, so it stays an ordinary callable: tests can call it, and
+``inspect.getsource`` still shows the real code. The worker finds workflows
+by parsing the source, not by importing it.
+
+This package imports nothing heavy and works the same on a plain disk
+interpreter (with ``python_shim`` on ``sys.path``), where ``context`` simply
+stays unbound (``execution_id`` None, no parameters).
+"""
+
+import logging
+
+__all__ = ["workflow", "data_provider", "context", "Context"]
+__version__ = "0.1.0"
+
+#: Name of the logger behind ``context.log``; its records are captured.
+EXECUTION_LOGGER = "runeflow.execution"
+
+
+def _tag(kind, func, name, description, timeout):
+    """Returns `func` (or a decorator for it) tagged as a `kind` entry point."""
+    if isinstance(func, str):  # @workflow("name")
+        func, name = None, func
+
+    def apply(target):
+        if not callable(target):
+            raise TypeError(f"@{kind} decorates a function, not {type(target).__name__}")
+        target.__runeflow__ = {
+            "kind": kind,
+            "name": name or target.__name__,
+            "description": description,
+            "timeout": timeout,
+        }
+        return target
+
+    return apply if func is None else apply(func)
+
+
+def workflow(func=None, /, *, name=None, description=None, timeout=None):
+    """Marks a function as a workflow; use as ``@workflow`` or ``@workflow(...)``."""
+    return _tag("workflow", func, name, description, timeout)
+
+
+def data_provider(func=None, /, *, name=None, description=None, timeout=None):
+    """Marks a function as a data provider; same forms as :func:`workflow`."""
+    return _tag("data_provider", func, name, description, timeout)
+
+
+class Context:
+    """What a workflow may know about the execution running it.
+
+    There is one instance, ``runeflow.context``. The runner binds it in the
+    forked child before the workflow module is imported, so it is valid at
+    import time and during the call; each execution has its own process, so
+    nothing leaks from one execution to the next.
+    """
+
+    def __init__(self):
+        self.execution_id = None
+        self.parameters = {}
+        self.log = logging.getLogger(EXECUTION_LOGGER)
+
+    def _bind(self, execution_id, parameters):
+        """Called by the runner only."""
+        self.execution_id = execution_id
+        self.parameters = dict(parameters)
+
+    def __repr__(self):
+        return f"<runeflow.Context execution_id={self.execution_id!r}>"
+
+
+#: The running execution's context (unbound outside an execution).
+context = Context()

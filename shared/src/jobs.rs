@@ -1,0 +1,42 @@
+//! What the API and the worker agree on about executions: the job payload
+//! pushed to the queue, the queue name, statuses and the "finished" channel.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreVersion;
+
+/// The job pushed for each execution. The `executions` row holds everything
+/// else; the job only says which row, and which workspace version it must
+/// see at least (read-your-writes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunWorkflow {
+    pub execution_id: uuid::Uuid,
+    pub workspace: StoreVersion,
+}
+
+/// Queue (apalis namespace) under a deployment's prefix. No `:` inside the
+/// name part: apalis's pub/sub wake-up splits channel names on `:`.
+pub fn queue_name(prefix: &str) -> String {
+    format!("{prefix}-executions")
+}
+
+/// Redis channel a worker publishes an execution id on once its outcome is
+/// recorded; `wait` requests listen to it instead of polling PostgreSQL.
+pub fn finished_channel(prefix: &str) -> String {
+    format!("{prefix}:executions:finished")
+}
+
+/// Execution statuses as stored in `executions.status`.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const RUNNING: &str = "running";
+    pub const SUCCESS: &str = "success";
+    pub const FAILED: &str = "failed";
+    pub const TIMEOUT: &str = "timeout";
+    pub const CANCELLED: &str = "cancelled";
+
+    /// True once an execution can no longer change.
+    pub fn is_final(status: &str) -> bool {
+        matches!(status, SUCCESS | FAILED | TIMEOUT | CANCELLED)
+    }
+}

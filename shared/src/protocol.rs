@@ -1,0 +1,264 @@
+//! The worker ⇄ Python protocol (see `python_shim/PROTOCOL.md`): frames of a
+//! 4-byte big-endian length followed by a JSON object with an `op`.
+//!
+//! Everything a child sends is untrusted: frames are size-checked before any
+//! allocation, and a bad frame ends that execution, never the worker.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Default largest frame accepted from a child (16 MiB).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame of {len} bytes is over the limit of {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, ProtocolError> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = reader.read(&mut header[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(ProtocolError::Truncated)
+            };
+        }
+        got += n;
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > limit {
+        return Err(ProtocolError::TooLarge { len, limit });
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ProtocolError::Truncated
+        } else {
+            ProtocolError::Io(e)
+        }
+    })?;
+    Ok(Some(body))
+}
+
+/// Reads and decodes one message; `Ok(None)` on a clean end of stream.
+pub async fn read_message<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<T>, ProtocolError> {
+    match read_frame(reader, limit).await? {
+        None => Ok(None),
+        Some(body) => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ProtocolError::Malformed(e.to_string())),
+    }
+}
+
+/// Encodes a message as one frame (header included).
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, ProtocolError> {
+    let body = serde_json::to_vec(message).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let len = u32::try_from(body.len()).map_err(|_| ProtocolError::TooLarge {
+        len: body.len(),
+        limit: u32::MAX as usize,
+    })?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Writes one message as a frame.
+pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    message: &T,
+) -> Result<(), ProtocolError> {
+    writer.write_all(&encode(message)?).await?;
+    Ok(())
+}
+
+/// Worker → zygote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlRequest {
+    Boot {
+        /// Relative path (`runeflow/_hook.py`) → source of the shim.
+        shim: BTreeMap<String, String>,
+        preload: Vec<String>,
+        root: String,
+    },
+    Spawn {
+        execution_id: String,
+        rlimits: Rlimits,
+    },
+}
+
+/// Resource limits applied in a child right after fork.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rlimits {
+    pub as_bytes: Option<u64>,
+    pub cpu_seconds: Option<u64>,
+}
+
+/// Zygote → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlReply {
+    Ready { pid: i32, python: String },
+    Spawned { pid: i32 },
+    Error { message: String },
+}
+
+/// Worker → child, first message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMessage {
+    pub op: String,
+    pub execution_id: String,
+    pub path: String,
+    pub module: Option<String>,
+    pub function: String,
+    pub parameters: serde_json::Value,
+    pub top_level: Vec<String>,
+    pub root: String,
+    pub max_log_bytes: usize,
+}
+
+/// Child → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ChildMessage {
+    Find { name: String },
+    Read { path: String },
+    List { dir: String },
+    Log { text: String },
+    Result(ExecutionResult),
+}
+
+/// How the workflow ended, as the child saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ExecutionResult {
+    Success {
+        #[serde(default)]
+        value: serde_json::Value,
+    },
+    Failed {
+        error: ErrorInfo,
+    },
+}
+
+/// An exception as reported by the child (or made up by the worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
+
+/// Reply to `find`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FindReply {
+    Found {
+        found: bool,
+        kind: ModuleKind,
+        path: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    Missing {
+        found: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    Module,
+    Package,
+    Namespace,
+}
+
+/// One entry of a `list` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_limits_hold() {
+        let msg = ChildMessage::Find { name: "a.b".into() };
+        let frame = encode(&msg).unwrap();
+        let mut r: &[u8] = &frame;
+        let back: ChildMessage = read_message(&mut r, 1024).await.unwrap().unwrap();
+        assert!(matches!(back, ChildMessage::Find { name } if name == "a.b"));
+
+        let mut r: &[u8] = &frame;
+        assert!(matches!(
+            read_frame(&mut r, 4).await,
+            Err(ProtocolError::TooLarge { .. })
+        ));
+        let mut r: &[u8] = &frame[..frame.len() - 1];
+        assert!(matches!(
+            read_frame(&mut r, 1024).await,
+            Err(ProtocolError::Truncated)
+        ));
+        let mut r: &[u8] = &frame[..2];
+        assert!(matches!(
+            read_frame(&mut r, 1024).await,
+            Err(ProtocolError::Truncated)
+        ));
+        let mut r: &[u8] = &[];
+        assert!(read_frame(&mut r, 1024).await.unwrap().is_none());
+        let bad = [0, 0, 0, 2, b'{', b'x'];
+        let mut r: &[u8] = &bad;
+        assert!(matches!(
+            read_message::<_, ChildMessage>(&mut r, 1024).await,
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn results_decode_as_the_shim_sends_them() {
+        let ok: ChildMessage =
+            serde_json::from_str(r#"{"op":"result","status":"success","value":{"a":1}}"#).unwrap();
+        assert!(matches!(
+            ok,
+            ChildMessage::Result(ExecutionResult::Success { .. })
+        ));
+        let failed: ChildMessage = serde_json::from_str(
+            r#"{"op":"result","status":"failed","error":{"type":"ValueError","message":"x","traceback":"tb"}}"#,
+        )
+        .unwrap();
+        match failed {
+            ChildMessage::Result(ExecutionResult::Failed { error }) => {
+                assert_eq!(error.kind, "ValueError")
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = serde_json::to_string(&FindReply::Missing { found: false }).unwrap();
+        assert_eq!(missing, r#"{"found":false}"#);
+    }
+}

@@ -1,0 +1,102 @@
+//! Worker settings (flags or environment; flags win).
+
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Executions run at once by this worker process.
+    #[arg(long, env = "RUNEFLOW_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Name of this worker; default host-pid-random, unique per process
+    /// (apalis refuses a name still registered by a dead process).
+    #[arg(long, env = "RUNEFLOW_WORKER_NAME")]
+    pub worker_name: Option<String>,
+
+    /// Python interpreter; point it into a venv to provide packages.
+    #[arg(long, env = "RUNEFLOW_PYTHON", default_value = "python3")]
+    pub python: String,
+
+    /// Modules the zygote imports once, before forking (comma-separated).
+    #[arg(
+        long,
+        env = "RUNEFLOW_PRELOAD",
+        value_delimiter = ',',
+        default_value = "json,asyncio,logging,traceback"
+    )]
+    pub preload: Vec<String>,
+
+    /// Extra environment variables passed to user code (comma-separated
+    /// names); everything else is scrubbed.
+    #[arg(long, env = "RUNEFLOW_CHILD_ENV", value_delimiter = ',')]
+    pub child_env: Vec<String>,
+
+    /// Timeout of a workflow that sets none, in seconds.
+    #[arg(long, env = "RUNEFLOW_DEFAULT_TIMEOUT", default_value_t = 300.0)]
+    pub default_timeout: f64,
+
+    /// Address-space limit of a child, in MiB (0 = none).
+    #[arg(long, env = "RUNEFLOW_MEMORY_LIMIT_MB", default_value_t = 2048)]
+    pub memory_limit_mb: u64,
+
+    /// CPU-time limit of a child, in seconds (0 = none).
+    #[arg(long, env = "RUNEFLOW_CPU_LIMIT_SECS", default_value_t = 0)]
+    pub cpu_limit_secs: u64,
+
+    /// Captured output kept per execution, in bytes.
+    #[arg(long, env = "RUNEFLOW_MAX_LOG_BYTES", default_value_t = 1024 * 1024)]
+    pub max_log_bytes: usize,
+
+    /// Largest frame accepted from a child, in bytes.
+    #[arg(long, env = "RUNEFLOW_MAX_FRAME_BYTES", default_value_t = runeflow_shared::protocol::DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
+    /// How often an idle worker polls the queue, in milliseconds.
+    #[arg(long, env = "RUNEFLOW_POLL_MS", default_value_t = 20)]
+    pub poll_ms: u64,
+
+    /// Heartbeat period, in milliseconds.
+    #[arg(long, env = "RUNEFLOW_HEARTBEAT_MS", default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+
+    /// Missed heartbeats after which a worker's jobs are re-queued.
+    #[arg(long, env = "RUNEFLOW_MISSED_HEARTBEATS", default_value_t = 5)]
+    pub missed_heartbeats: usize,
+
+    /// Attempts of one execution lost to worker faults before it is failed.
+    #[arg(long, env = "RUNEFLOW_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i32,
+
+    /// Grace period for running executions on SIGTERM, in seconds.
+    #[arg(long, env = "RUNEFLOW_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
+
+    /// Virtual folder the workspace appears under in `__file__`.
+    #[arg(
+        long,
+        env = "RUNEFLOW_VIRTUAL_ROOT",
+        default_value = "/runeflow/workspace"
+    )]
+    pub virtual_root: String,
+}
+
+impl WorkerConfig {
+    pub fn default_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.default_timeout.max(0.001))
+    }
+
+    /// The configured name, or a fresh `host-pid-random` one.
+    pub fn resolve_name(&self) -> String {
+        if let Some(name) = self.worker_name.as_ref().filter(|n| !n.is_empty()) {
+            return name.clone();
+        }
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "worker".to_owned());
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}-{}-{}", std::process::id(), &random[..8])
+    }
+}

@@ -1,0 +1,226 @@
+//! Running one execution in a forked child: send `run`, serve its requests,
+//! collect output and the result, enforce the timeout by killing the child's
+//! whole process group.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use runeflow_shared::protocol::{
+    ChildMessage, ErrorInfo, ExecutionResult, ProtocolError, Rlimits, RunMessage, read_message,
+    write_message,
+};
+use serde_json::json;
+use tokio::net::UnixStream;
+
+use crate::modules::ModuleServer;
+use crate::zygote::{ZygoteError, Zygotes};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub execution_id: String,
+    pub path: String,
+    pub module: Option<String>,
+    pub function: String,
+    pub parameters: serde_json::Value,
+    pub timeout: Duration,
+}
+
+/// Per-worker limits applied to every execution.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub rlimits: Rlimits,
+    pub max_log_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub virtual_root: String,
+}
+
+/// How an execution ended. Every variant is final: user code is never retried.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Success(serde_json::Value),
+    Failed(ErrorInfo),
+    Timeout,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub logs: String,
+    pub logs_truncated: bool,
+    pub duration: Duration,
+}
+
+/// Appends output up to a byte budget, noting truncation once.
+#[derive(Debug, Default)]
+struct LogBuffer {
+    text: String,
+    limit: usize,
+    truncated: bool,
+}
+
+impl LogBuffer {
+    fn push(&mut self, chunk: &str) {
+        if self.truncated {
+            return;
+        }
+        let room = self.limit.saturating_sub(self.text.len());
+        if chunk.len() <= room {
+            self.text.push_str(chunk);
+        } else {
+            let mut cut = room;
+            while !chunk.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&chunk[..cut]);
+            self.text.push_str("\n[runeflow: output truncated]\n");
+            self.truncated = true;
+        }
+    }
+}
+
+/// Forks a child and runs `spec` in it. `Err` only for worker faults (no
+/// child could be started); anything the child does is an [`Outcome`].
+pub async fn run(
+    zygotes: &Zygotes,
+    server: &ModuleServer,
+    spec: &RunSpec,
+    limits: &Limits,
+) -> Result<Finished, ZygoteError> {
+    let started = Instant::now();
+    let child = zygotes.spawn(&spec.execution_id, &limits.rlimits).await?;
+    let mut logs = LogBuffer {
+        limit: limits.max_log_bytes,
+        ..LogBuffer::default()
+    };
+    let mut socket = child.socket;
+    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let outcome = tokio::select! {
+        outcome = converse(&mut socket, server, spec, limits, &mut logs) => outcome,
+        _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
+    };
+    kill_group(child.pid);
+    Ok(Finished {
+        outcome,
+        logs: logs.text,
+        logs_truncated: logs.truncated,
+        duration: started.elapsed(),
+    })
+}
+
+/// Kills the child and anything it started (its process group).
+fn kill_group(pid: i32) {
+    match killpg(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(err) => tracing::warn!(pid, %err, "could not kill the child's process group"),
+    }
+}
+
+fn failed(kind: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(ErrorInfo {
+        kind: kind.to_owned(),
+        message: message.into(),
+        traceback: None,
+    })
+}
+
+async fn converse(
+    socket: &mut UnixStream,
+    server: &ModuleServer,
+    spec: &RunSpec,
+    limits: &Limits,
+    logs: &mut LogBuffer,
+) -> Outcome {
+    let run = RunMessage {
+        op: "run".to_owned(),
+        execution_id: spec.execution_id.clone(),
+        path: spec.path.clone(),
+        module: spec.module.clone(),
+        function: spec.function.clone(),
+        parameters: spec.parameters.clone(),
+        top_level: server.snapshot.top_level(),
+        root: limits.virtual_root.clone(),
+        max_log_bytes: limits.max_log_bytes,
+    };
+    if let Err(err) = write_message(socket, &run).await {
+        return failed(
+            "ChildDied",
+            format!("the Python child went away before it started: {err}"),
+        );
+    }
+    loop {
+        let message = match read_message::<_, ChildMessage>(socket, limits.max_frame_bytes).await {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(ProtocolError::Truncated) => {
+                return failed(
+                    "ChildDied",
+                    "the Python process exited without reporting a result (killed, crashed, or os._exit in user code)",
+                );
+            }
+            Err(ProtocolError::Io(err)) => {
+                return failed("ChildDied", format!("socket error: {err}"));
+            }
+            Err(err) => {
+                tracing::warn!(execution = %spec.execution_id, %err, "bad frame from a child");
+                return failed(
+                    "ProtocolError",
+                    format!("the Python process sent a bad message: {err}"),
+                );
+            }
+        };
+        let reply = match message {
+            ChildMessage::Log { text } => {
+                logs.push(&text);
+                continue;
+            }
+            ChildMessage::Result(ExecutionResult::Success { value }) => {
+                return Outcome::Success(value);
+            }
+            ChildMessage::Result(ExecutionResult::Failed { error }) => {
+                return Outcome::Failed(error);
+            }
+            ChildMessage::Find { name } => match server.find(&name).await {
+                Ok(found) => {
+                    serde_json::to_value(found).unwrap_or_else(|_| json!({"found": false}))
+                }
+                Err(err) => {
+                    return failed(
+                        "WorkspaceUnavailable",
+                        format!("loading module '{name}': {err}"),
+                    );
+                }
+            },
+            ChildMessage::Read { path } => match server.read(&path).await {
+                Ok(Some(content)) => json!({"found": true, "content": &*content}),
+                Ok(None) => json!({"found": false}),
+                Err(err) => {
+                    return failed("WorkspaceUnavailable", format!("reading '{path}': {err}"));
+                }
+            },
+            ChildMessage::List { dir } => json!({"entries": server.list(&dir)}),
+        };
+        if let Err(err) = write_message(socket, &reply).await {
+            return failed("ChildDied", format!("the Python process went away: {err}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogBuffer;
+
+    #[test]
+    fn log_buffer_truncates_once_on_a_char_boundary() {
+        let mut logs = LogBuffer {
+            limit: 5,
+            ..LogBuffer::default()
+        };
+        logs.push("abc");
+        logs.push("déf");
+        logs.push("more");
+        assert!(logs.truncated);
+        assert!(logs.text.starts_with("abcd"));
+        assert_eq!(logs.text.matches("truncated").count(), 1);
+    }
+}

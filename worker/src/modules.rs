@@ -1,0 +1,109 @@
+//! Serving a child's module requests: resolve against the execution's index
+//! snapshot, then fetch sources from the blob cache → Redis → PostgreSQL.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use runeflow_shared::protocol::{DirEntry, FindReply, ModuleKind};
+use runeflow_shared::store::{ModuleStore, read_through};
+use sea_orm::DatabaseConnection;
+
+use crate::index::IndexSnapshot;
+
+/// Blobs kept in memory, by count (sources are small; this bounds memory).
+const CACHE_ENTRIES: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("module store: {0}")]
+    Store(String),
+}
+
+/// In-memory blob cache shared by all executions of a worker. Blobs are
+/// immutable, so an entry is never stale.
+pub struct Sources {
+    store: ModuleStore,
+    db: DatabaseConnection,
+    cache: Mutex<LruCache<String, Arc<str>>>,
+}
+
+impl Sources {
+    pub fn new(store: ModuleStore, db: DatabaseConnection) -> Self {
+        Sources {
+            store,
+            db,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    /// Source of `path` at `sha`: memory, then Redis, then PostgreSQL (which
+    /// also repopulates Redis). A version no longer anywhere comes back as
+    /// PostgreSQL's current content.
+    pub async fn get(&self, path: &str, sha: &str) -> Result<Option<Arc<str>>, SourceError> {
+        if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(sha).cloned()) {
+            return Ok(Some(hit));
+        }
+        let mut conn = self.store.connection();
+        let blob: Option<String> = redis::cmd("GET")
+            .arg(self.store.keys().blob(sha))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| SourceError::Store(e.to_string()))?;
+        let (sha, content) = match blob {
+            Some(content) => (sha.to_owned(), content),
+            None => match read_through(&self.store, &self.db, path)
+                .await
+                .map_err(|e| SourceError::Store(e.to_string()))?
+            {
+                Some(found) => (found.sha256, found.content),
+                None => return Ok(None),
+            },
+        };
+        let content: Arc<str> = Arc::from(content);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put(sha, content.clone());
+        }
+        Ok(Some(content))
+    }
+}
+
+/// Answers one execution's requests from its snapshot.
+pub struct ModuleServer {
+    pub snapshot: Arc<IndexSnapshot>,
+    pub sources: Arc<Sources>,
+}
+
+impl ModuleServer {
+    pub async fn find(&self, name: &str) -> Result<FindReply, SourceError> {
+        let Some(resolved) = self.snapshot.resolve(name) else {
+            return Ok(FindReply::Missing { found: false });
+        };
+        let source = match (&resolved.kind, &resolved.sha256) {
+            (ModuleKind::Namespace, _) | (_, None) => None,
+            (_, Some(sha)) => match self.sources.get(&resolved.path, sha).await? {
+                Some(s) => Some(s.to_string()),
+                None => return Ok(FindReply::Missing { found: false }),
+            },
+        };
+        Ok(FindReply::Found {
+            found: true,
+            kind: resolved.kind,
+            path: resolved.path,
+            source,
+        })
+    }
+
+    pub async fn read(&self, path: &str) -> Result<Option<Arc<str>>, SourceError> {
+        match self.snapshot.sha(path) {
+            Some(sha) => self.sources.get(path, sha).await,
+            None => Ok(None),
+        }
+    }
+
+    pub fn list(&self, dir: &str) -> Vec<DirEntry> {
+        self.snapshot.list(dir.trim_end_matches('/'))
+    }
+}

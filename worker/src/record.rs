@@ -1,0 +1,179 @@
+//! Recording executions in PostgreSQL, exactly once.
+//!
+//! Delivery is at least once, so both updates are conditional: `start` only
+//! moves a row that is not final, and `finish` only writes the outcome of
+//! the attempt that started it. A duplicate or a late attempt changes
+//! nothing.
+
+use runeflow_shared::entities::execution;
+use runeflow_shared::jobs::status;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
+use uuid::Uuid;
+
+use crate::execution::{Finished, Outcome};
+
+/// What to do with a delivered job.
+#[derive(Debug)]
+pub enum Start {
+    /// Run it: this is the row, with `attempt` already counted.
+    Run(Box<execution::Model>),
+    /// Already final (a duplicate delivery) or unknown: acknowledge only.
+    Skip,
+    /// Lost to worker faults too often: recorded as failed, do not run.
+    GaveUp,
+}
+
+const START: &str = r#"
+UPDATE executions
+SET status = 'running', attempt = attempt + 1, worker = $2,
+    started_at = COALESCE(started_at, now())
+WHERE id = $1 AND status IN ('pending', 'running')
+RETURNING *"#;
+
+const FINISH: &str = r#"
+UPDATE executions
+SET status = $3, result = $4, error_type = $5, error_message = $6, error_traceback = $7,
+    logs = $8, logs_truncated = $9, finished_at = now(),
+    duration_ms = $10
+WHERE id = $1 AND attempt = $2 AND status = 'running'"#;
+
+/// Marks an execution running for this attempt.
+pub async fn start(
+    db: &DatabaseConnection,
+    id: Uuid,
+    worker: &str,
+    max_attempts: i32,
+) -> Result<Start, DbErr> {
+    let row = execution::Model::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        START,
+        [id.into(), worker.into()],
+    ))
+    .one(db)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Start::Skip);
+    };
+    if row.attempt > max_attempts {
+        let message = format!(
+            "the execution was interrupted {} times by worker faults (worker killed or lost); giving up",
+            row.attempt - 1
+        );
+        write(
+            db,
+            id,
+            row.attempt,
+            status::FAILED,
+            None,
+            Some(("WorkerLost", message.as_str(), None)),
+            "",
+            false,
+            None,
+        )
+        .await?;
+        return Ok(Start::GaveUp);
+    }
+    Ok(Start::Run(Box::new(row)))
+}
+
+/// Records the outcome of `attempt`; false when another attempt owns the row.
+pub async fn finish(
+    db: &DatabaseConnection,
+    id: Uuid,
+    attempt: i32,
+    finished: &Finished,
+) -> Result<bool, DbErr> {
+    let duration_ms = i64::try_from(finished.duration.as_millis()).unwrap_or(i64::MAX);
+    let timeout_message;
+    let (state, value, error) = match &finished.outcome {
+        Outcome::Success(value) => (status::SUCCESS, Some(value.clone()), None),
+        Outcome::Failed(e) => (
+            status::FAILED,
+            None,
+            Some((e.kind.as_str(), e.message.as_str(), e.traceback.as_deref())),
+        ),
+        Outcome::Timeout => {
+            timeout_message = format!(
+                "the execution ran for {:.1} s and was killed at its timeout",
+                finished.duration.as_secs_f64()
+            );
+            (
+                status::TIMEOUT,
+                None,
+                Some(("Timeout", timeout_message.as_str(), None)),
+            )
+        }
+    };
+    write(
+        db,
+        id,
+        attempt,
+        state,
+        value,
+        error,
+        &finished.logs,
+        finished.logs_truncated,
+        Some(duration_ms),
+    )
+    .await
+}
+
+/// Records a failure that happened before the child ran (e.g. the workflow's
+/// file is gone); final like any user-side failure.
+pub async fn fail(
+    db: &DatabaseConnection,
+    id: Uuid,
+    attempt: i32,
+    kind: &str,
+    message: &str,
+) -> Result<bool, DbErr> {
+    write(
+        db,
+        id,
+        attempt,
+        status::FAILED,
+        None,
+        Some((kind, message, None)),
+        "",
+        false,
+        Some(0),
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write(
+    db: &DatabaseConnection,
+    id: Uuid,
+    attempt: i32,
+    state: &str,
+    value: Option<serde_json::Value>,
+    error: Option<(&str, &str, Option<&str>)>,
+    logs: &str,
+    logs_truncated: bool,
+    duration_ms: Option<i64>,
+) -> Result<bool, DbErr> {
+    let (kind, message, traceback) = match error {
+        Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
+        None => (None, None, None),
+    };
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            FINISH,
+            [
+                id.into(),
+                attempt.into(),
+                state.into(),
+                value.into(),
+                kind.into(),
+                message.into(),
+                traceback.into(),
+                logs.into(),
+                logs_truncated.into(),
+                duration_ms.into(),
+            ],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
