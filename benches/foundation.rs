@@ -110,9 +110,14 @@ async fn bench_puts(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let queue = runeflow_api::queue::JobQueue::new(store.connection(), store.keys().prefix());
+    let waiters = runeflow_api::waiters::Waiters::spawn(
+        env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        runeflow_shared::jobs::finished_channel(store.keys().prefix()),
+    );
     let server = tokio::spawn(runeflow_api::serve(
         listener,
-        AppState::new(workspace, "bench"),
+        AppState::new(workspace, queue, waiters, "bench"),
         async {
             let _ = stop_rx.await;
         },

@@ -1,4 +1,4 @@
-//! Runeflow's REST API (axum): workspace files, workflows, health.
+//! Runeflow's REST API (axum): workspace files, workflows, executions, health.
 //!
 //! [`app`] builds the router from a ready [`AppState`] (tests drive it with
 //! `oneshot`); [`serve`] binds it and shuts down gracefully.
@@ -6,8 +6,11 @@
 mod auth;
 pub mod error;
 mod file_path;
+pub mod queue;
+pub mod reconcile;
 pub mod routes;
 pub mod state;
+pub mod waiters;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
 //! What every handler can reach.
 
+use crate::queue::JobQueue;
+use crate::waiters::Waiters;
 use runeflow_shared::hash::content_hash;
 use runeflow_shared::store::ModuleStore;
 use runeflow_shared::workspace::Workspace;
@@ -9,14 +11,18 @@ use sea_orm::DatabaseConnection;
 #[derive(Clone)]
 pub struct AppState {
     pub workspace: Workspace,
+    pub queue: JobQueue,
+    pub waiters: Waiters,
     /// sha256 hex of the API token, compared in constant time.
     pub token_digest: String,
 }
 
 impl AppState {
-    pub fn new(workspace: Workspace, api_token: &str) -> Self {
+    pub fn new(workspace: Workspace, queue: JobQueue, waiters: Waiters, api_token: &str) -> Self {
         AppState {
             workspace,
+            queue,
+            waiters,
             token_digest: content_hash(api_token.as_bytes()),
         }
     }

@@ -43,7 +43,11 @@ async fn subscribe_forever(url: String, channel: String, tx: broadcast::Sender<O
     }
 }
 
-async fn listen(url: &str, channel: &str, tx: &broadcast::Sender<Option<Uuid>>) -> redis::RedisResult<()> {
+async fn listen(
+    url: &str,
+    channel: &str,
+    tx: &broadcast::Sender<Option<Uuid>>,
+) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;

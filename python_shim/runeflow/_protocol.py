@@ -21,6 +21,10 @@ class ProtocolError(Exception):
     """The peer broke the framing or sent a message we cannot use."""
 
 
+class ForeignProcessError(ProtocolError):
+    """A process forked by the workflow tried to use the execution's socket."""
+
+
 def encode(message):
     """One frame (header included) for a JSON-able dict.
 
@@ -111,36 +115,48 @@ class Channel:
     interleaved with another thread's frames, so 16 threads importing at
     once each get their own answer. It is re-entrant so that output written
     while a thread holds it (e.g. by a signal handler) cannot deadlock.
+
+    Only the execution's process may use it: a process the workflow forks
+    shares the socket but not the conversation (and may have inherited the
+    lock in a held state), so it is refused before the lock is touched.
     """
 
     def __init__(self, sock):
         self.sock = sock
         self.lock = threading.RLock()
+        self.pid = os.getpid()
         self._broken = None
+
+    def is_ours(self):
+        """False in a process forked from the execution's process."""
+        return os.getpid() == self.pid
 
     def recv(self):
         """Reads one message (only before any request: the `run` frame)."""
+        self._check_owner()
         with self.lock:
             return recv(self.sock)
 
     def send(self, message):
         """Sends a message that has no reply (`log`, `result`)."""
-        frame = encode(message)
-        with self.lock:
-            self._check()
-            self.sock.sendall(frame)
+        self.send_frame(encode(message))
 
     def send_frame(self, frame):
-        """Sends an already encoded frame."""
+        """Sends an already encoded frame.
+
+        Allowed after a failed request too: the worker reads frames in
+        order, so a `result` still reaches it; only replies are out of step.
+        """
+        self._check_owner()
         with self.lock:
-            self._check()
             self.sock.sendall(frame)
 
     def request(self, message):
         """Sends a request and returns its reply (a dict)."""
         frame = encode(message)
+        self._check_owner()
         with self.lock:
-            self._check()
+            self._check_in_step()
             try:
                 self.sock.sendall(frame)
                 reply = recv(self.sock)
@@ -153,6 +169,12 @@ class Channel:
                 raise self._broken
             return reply
 
-    def _check(self):
+    def _check_owner(self):
+        if not self.is_ours():
+            raise ForeignProcessError(
+                "the worker's socket belongs to the execution's process; "
+                "a process forked from it cannot use it")
+
+    def _check_in_step(self):
         if self._broken is not None:
             raise ProtocolError(f"socket unusable after an earlier error: {self._broken!r}")

@@ -1,14 +1,19 @@
 //! `runeflow api`: serve the REST API until SIGINT/SIGTERM.
 
+use std::future::Future;
+
 use anyhow::Context;
 use runeflow_api::AppState;
+use runeflow_api::queue::JobQueue;
+use runeflow_api::waiters::Waiters;
 use runeflow_shared::config::Config;
+use runeflow_shared::jobs::finished_channel;
+use runeflow_shared::workspace::Workspace;
 use tokio::net::TcpListener;
 
 use crate::{commands::init::pending_migrations, connect, shutdown};
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
-    let token = config.api_token()?.to_owned();
     let workspace = connect::workspace(config).await?;
     let pending = pending_migrations(&workspace.db).await?;
     if !pending.is_empty() {
@@ -20,25 +25,47 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
+    serve(config, workspace, listener, shutdown::signal()).await
+}
+
+/// Serves on `listener` with the background tasks the API owns (store
+/// repair, re-push of stale pending executions) until `stop` resolves.
+pub async fn serve(
+    config: &Config,
+    workspace: Workspace,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let token = config.api_token()?.to_owned();
+    let redis_url = config.redis_url()?.to_owned();
+    let queue = JobQueue::new(
+        workspace.publisher.store().connection(),
+        &config.redis_prefix,
+    );
+    let waiters = Waiters::spawn(redis_url, finished_channel(&config.redis_prefix));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let repair = {
         let publisher = workspace.publisher.clone();
         let db = workspace.db.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            publisher
-                .run_repair(db, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
+        tokio::spawn(publisher.run_repair_owned(db, stopped()))
     };
-    let state = AppState::new(workspace, &token);
-    runeflow_api::serve(listener, state, shutdown::signal())
-        .await
-        .context("API server failed")?;
+    let reconcile = tokio::spawn(runeflow_api::reconcile::run(
+        workspace.db.clone(),
+        queue.clone(),
+        stopped(),
+    ));
+    let state = AppState::new(workspace, queue, waiters, &token);
+    let served = runeflow_api::serve(listener, state, stop).await;
     let _ = stop_tx.send(true);
     let _ = repair.await;
+    let _ = reconcile.await;
+    served.context("API server failed")?;
     tracing::info!("API stopped");
     Ok(())
 }

@@ -66,6 +66,7 @@ pub struct TestEnv {
     pub db: DatabaseConnection,
     pub workspace: Workspace,
     pub config: Config,
+    waiters: std::sync::OnceLock<runeflow_api::waiters::Waiters>,
 }
 
 impl TestEnv {
@@ -99,6 +100,7 @@ impl TestEnv {
             db,
             workspace,
             config,
+            waiters: std::sync::OnceLock::new(),
         }
     }
 
@@ -107,7 +109,25 @@ impl TestEnv {
     }
 
     pub fn app(&self) -> Router {
-        runeflow_api::app(AppState::new(self.workspace.clone(), TOKEN))
+        let queue = runeflow_api::queue::JobQueue::new(self.store().connection(), &self.name);
+        runeflow_api::app(AppState::new(
+            self.workspace.clone(),
+            queue,
+            self.waiters(),
+            TOKEN,
+        ))
+    }
+
+    /// The "finished" subscription of this test (one per env).
+    pub fn waiters(&self) -> runeflow_api::waiters::Waiters {
+        self.waiters
+            .get_or_init(|| {
+                runeflow_api::waiters::Waiters::spawn(
+                    self.redis_url.clone(),
+                    runeflow_shared::jobs::finished_channel(&self.name),
+                )
+            })
+            .clone()
     }
 
     /// Sends one request through the router; returns status, headers and body.

@@ -204,10 +204,13 @@ impl IndexMirror {
     ) -> Result<Arc<IndexSnapshot>, IndexError> {
         let mut state = self.state.lock().await;
         let current = &state.snapshot.version;
-        if state.loaded && current.id == wanted.id && current.generation >= wanted.generation {
+        let same_store = current.id == wanted.id;
+        if state.loaded && same_store && current.generation >= wanted.generation {
             return Ok(state.snapshot.clone());
         }
-        if state.loaded && current.id == wanted.id && self.catch_up(&mut state).await? {
+        // An empty id means "no particular version": catch up to the latest.
+        if state.loaded && (same_store || wanted.id.is_empty()) && self.catch_up(&mut state).await?
+        {
             return Ok(state.snapshot.clone());
         }
         self.reload(&mut state).await?;

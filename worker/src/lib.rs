@@ -14,3 +14,5 @@ mod shim;
 pub mod zygote;
 
 pub use config::WorkerConfig;
+pub mod job;
+pub mod run;

@@ -197,7 +197,9 @@ async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow:
     }
     let mut rows = list_workflows(state.db(), Some(reference)).await?;
     match rows.len() {
-        0 => Err(AppError::NotFound(format!("no workflow named '{reference}'"))),
+        0 => Err(AppError::NotFound(format!(
+            "no workflow named '{reference}'"
+        ))),
         1 => Ok(rows.remove(0)),
         n => Err(AppError::Conflict {
             code: "ambiguous_workflow",
@@ -219,7 +221,10 @@ async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow:
 
 /// Parameters must be an object naming every required parameter and no
 /// unknown one (checked against the metadata extracted from the source).
-fn check_parameters(target: &workflow::Model, given: serde_json::Value) -> Result<serde_json::Value> {
+fn check_parameters(
+    target: &workflow::Model,
+    given: serde_json::Value,
+) -> Result<serde_json::Value> {
     let given = match given {
         serde_json::Value::Null => serde_json::Map::new(),
         serde_json::Value::Object(map) => map,
@@ -229,17 +234,25 @@ fn check_parameters(target: &workflow::Model, given: serde_json::Value) -> Resul
             ));
         }
     };
-    let declared: Vec<Parameter> = serde_json::from_value(target.parameters.clone()).unwrap_or_default();
+    let declared: Vec<Parameter> =
+        serde_json::from_value(target.parameters.clone()).unwrap_or_default();
     let known: BTreeSet<&str> = declared.iter().map(|p| p.name.as_str()).collect();
     let missing: Vec<&str> = declared
         .iter()
         .filter(|p| p.required && !given.contains_key(&p.name))
         .map(|p| p.name.as_str())
         .collect();
-    let unknown: Vec<&str> = given.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+    let unknown: Vec<&str> = given
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
     let mut problems = Vec::new();
     if !missing.is_empty() {
-        problems.push(format!("missing required parameters: {}", missing.join(", ")));
+        problems.push(format!(
+            "missing required parameters: {}",
+            missing.join(", ")
+        ));
     }
     if !unknown.is_empty() {
         problems.push(format!(
@@ -251,7 +264,11 @@ fn check_parameters(target: &workflow::Model, given: serde_json::Value) -> Resul
     if problems.is_empty() {
         Ok(serde_json::Value::Object(given))
     } else {
-        Err(AppError::Unprocessable(format!("{}: {}", target.name, problems.join("; "))))
+        Err(AppError::Unprocessable(format!(
+            "{}: {}",
+            target.name,
+            problems.join("; ")
+        )))
     }
 }
 
@@ -294,7 +311,10 @@ async fn load(state: &AppState, id: Uuid) -> Result<execution::Model> {
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecutionView>> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>> {
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound(format!("no execution {id}")))?;
@@ -329,10 +349,14 @@ pub async fn list(
     State(state): State<AppState>,
     params: std::result::Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ExecutionList>> {
-    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(AppError::bad_request("invalid_query", format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
     }
     let mut query = execution::Entity::find().order_by_desc(execution::Column::Id);
     if let Some(s) = &params.status {
@@ -347,7 +371,11 @@ pub async fn list(
     let mut rows = query.limit(limit + 1).all(state.db()).await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| r.id) } else { None };
+    let next_cursor = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     Ok(Json(ExecutionList {
         executions: rows.into_iter().map(ExecutionView::from).collect(),
         next_cursor,

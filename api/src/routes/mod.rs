@@ -1,5 +1,6 @@
 //! One module per HTTP resource, each exporting `router()`, merged here.
 
+pub mod executions;
 pub mod files;
 pub mod health;
 pub mod openapi;
@@ -17,6 +18,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(files::router())
         .merge(workflows::router())
+        .merge(executions::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()

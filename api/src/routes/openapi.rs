@@ -20,6 +20,9 @@ use crate::state::AppState;
         super::files::list,
         super::workflows::list,
         super::workflows::show,
+        super::executions::create,
+        super::executions::show,
+        super::executions::list,
         openapi_json,
     ),
     modifiers(&BearerAuth)

@@ -102,6 +102,15 @@ impl Publisher {
         }
     }
 
+    /// [`Publisher::run_repair`] on an owned handle, for `tokio::spawn`.
+    pub async fn run_repair_owned(
+        self,
+        db: DatabaseConnection,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        self.run_repair(db, shutdown).await
+    }
+
     async fn repair(&self, db: &DatabaseConnection, paths: &[String]) -> Result<(), String> {
         let rows = find_rows(db, paths).await.map_err(|e| e.to_string())?;
         let mutations: Vec<Mutation> = rows.iter().map(mutation_for).collect();

@@ -1,0 +1,49 @@
+//! Pushing `RunWorkflow` jobs to apalis on Redis.
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_redis::{Config, RedisStorage};
+use redis::aio::ConnectionManager;
+use runeflow_shared::jobs::{RunWorkflow, queue_name};
+
+/// How long a pushed execution id stays deduplicated: a re-push of the same
+/// execution within this window is a no-op (apalis's default expires the
+/// key at once).
+pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+#[error("queue (Redis): {0}")]
+pub struct QueueError(String);
+
+/// The executions queue (cheap to clone).
+#[derive(Clone)]
+pub struct JobQueue {
+    storage: RedisStorage<RunWorkflow>,
+}
+
+impl JobQueue {
+    /// Uses `conn` (our connection, with our timeouts) and the deployment's
+    /// queue name.
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        let config = Config::default()
+            .queue(&queue_name(prefix))
+            .idempotency_ttl(Some(IDEMPOTENCY_TTL));
+        JobQueue {
+            storage: RedisStorage::new(conn).with_config(config),
+        }
+    }
+
+    /// Pushes a job whose task id and idempotency key are the execution id,
+    /// so pushing the same execution twice runs it once.
+    pub async fn push(&self, job: &RunWorkflow) -> Result<(), QueueError> {
+        let id = job.execution_id.to_string();
+        let task = TaskBuilder::new(job.clone())
+            .task_id(TaskId::from_string(id.clone()))
+            .idempotency_key(&id)
+            .build();
+        let mut storage = self.storage.clone();
+        storage
+            .push_task(task)
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+}

@@ -1,0 +1,64 @@
+//! Re-pushing executions left `pending`: the API commits the row, then
+//! pushes the job, and the push can fail in between (Redis down, process
+//! killed). A re-push of a job still queued is a no-op (the execution id is
+//! its idempotency key), so this is safe to run from every API replica.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use runeflow_shared::entities::execution;
+use runeflow_shared::jobs::{RunWorkflow, status};
+use runeflow_shared::store::StoreVersion;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::queue::JobQueue;
+
+/// How old a pending execution must be before it is pushed again.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How often to look.
+pub const EVERY: Duration = Duration::from_secs(15);
+
+/// Runs until `stop` resolves.
+pub async fn run(db: DatabaseConnection, queue: JobQueue, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+        match repush_stale(&db, &queue, STALE_AFTER).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(executions = n, "re-pushed stale pending executions"),
+            Err(err) => tracing::warn!(%err, "reconciling pending executions failed"),
+        }
+    }
+}
+
+/// Pushes again every execution pending for longer than `age`; returns how
+/// many it pushed.
+pub async fn repush_stale(
+    db: &DatabaseConnection,
+    queue: &JobQueue,
+    age: Duration,
+) -> Result<usize, String> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
+    let rows = execution::Entity::find()
+        .filter(execution::Column::Status.eq(status::PENDING))
+        .filter(execution::Column::QueuedAt.lt(cutoff.fixed_offset()))
+        .order_by_asc(execution::Column::Id)
+        .limit(1000)
+        .all(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    for row in &rows {
+        // The version it was queued at is unknown here; the current one is
+        // at least as new, which is all read-your-writes needs.
+        let job = RunWorkflow {
+            execution_id: row.id,
+            workspace: StoreVersion::default(),
+        };
+        queue.push(&job).await.map_err(|e| e.to_string())?;
+    }
+    Ok(rows.len())
+}

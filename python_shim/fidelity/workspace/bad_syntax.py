@@ -1,0 +1,6 @@
+"""item06: a module that does not compile."""
+GOOD = 1
+
+
+def broken(:
+    pass

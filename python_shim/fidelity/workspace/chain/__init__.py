@@ -1,0 +1,2 @@
+"""item01: `import chain.b.c` must bind chain.b and chain.b.c on their parents."""
+ORDER = ["chain"]

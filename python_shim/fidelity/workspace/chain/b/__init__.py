@@ -1,0 +1,3 @@
+import chain
+
+chain.ORDER.append("chain.b")

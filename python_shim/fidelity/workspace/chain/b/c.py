@@ -1,0 +1,4 @@
+import chain
+
+chain.ORDER.append("chain.b.c")
+VALUE = "c"

@@ -1,0 +1,2 @@
+"""item08: a cycle through `from . import` inside a package works."""
+from . import one

@@ -1,0 +1,3 @@
+from . import two
+
+NAME = "one"

@@ -1,0 +1,1 @@
+"""item13: a package with data files and subpackages."""

@@ -1,0 +1,5 @@
+"""item03: a regular package."""
+
+
+def in_package():
+    return "layout"

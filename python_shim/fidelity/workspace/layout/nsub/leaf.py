@@ -1,0 +1,2 @@
+"""item09: a namespace package (no __init__) inside a regular package."""
+WHERE = __name__

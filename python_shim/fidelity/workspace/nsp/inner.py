@@ -1,0 +1,2 @@
+"""item09: a module inside a top-level namespace package."""
+WHERE = __name__

@@ -1,0 +1,3 @@
+from pc_a import A
+
+B = "b"

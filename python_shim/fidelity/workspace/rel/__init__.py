@@ -1,0 +1,5 @@
+"""item02: relative imports in a package __init__."""
+from . import x
+from .x import X
+
+PACKAGE = __package__

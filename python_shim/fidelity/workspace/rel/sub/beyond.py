@@ -1,0 +1,1 @@
+from ... import anything  # one level too many: an ImportError, as on disk

@@ -1,0 +1,2 @@
+SIB = "sib"
+PACKAGE = __package__

@@ -1,0 +1,5 @@
+class X:
+    pass
+
+
+PACKAGE = __package__

@@ -1,0 +1,2 @@
+Y = "y"
+PACKAGE = __package__

@@ -1,0 +1,2 @@
+"""item12: survives reloads of `reloadable`."""
+COUNT = [0]

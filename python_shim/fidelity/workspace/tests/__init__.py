@@ -1,0 +1,1 @@
+"""item17: the workspace test package."""

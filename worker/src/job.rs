@@ -1,0 +1,146 @@
+//! Handling one `RunWorkflow` job: record the start, pin the workspace
+//! version, run the child, record the outcome once, announce it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data};
+use redis::aio::ConnectionManager;
+use runeflow_shared::jobs::{RunWorkflow, finished_channel};
+use runeflow_shared::path::module_name;
+use sea_orm::DatabaseConnection;
+
+use crate::execution::{self, Limits, RunSpec};
+use crate::index::IndexMirror;
+use crate::modules::{ModuleServer, Sources};
+use crate::record::{self, Start};
+use crate::zygote::Zygotes;
+
+/// Everything a job handler needs, shared by all jobs of a worker.
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    pub redis: ConnectionManager,
+    pub prefix: String,
+    pub worker_name: String,
+    pub mirror: IndexMirror,
+    pub sources: Arc<Sources>,
+    pub zygotes: Zygotes,
+    pub limits: Limits,
+    pub default_timeout: Duration,
+    pub max_attempts: i32,
+}
+
+/// Why a job did not complete. User-code failures are not faults: they are
+/// recorded outcomes and the job succeeds.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    /// Infrastructure trouble (PostgreSQL, Redis, no interpreter): the queue
+    /// delivers the job again; `record::start` bounds the attempts.
+    #[error("{0}")]
+    Retry(String),
+}
+
+/// The apalis handler.
+pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    match process(&ctx, &job).await {
+        Ok(()) => Ok(()),
+        Err(Fault::Retry(message)) => {
+            tracing::warn!(execution = %job.execution_id, %message, "worker fault; the job will be delivered again");
+            Err(message.into())
+        }
+    }
+}
+
+async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
+    let id = job.execution_id;
+    let row = match record::start(&ctx.db, id, &ctx.worker_name, ctx.max_attempts)
+        .await
+        .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))?
+    {
+        Start::Run(row) => row,
+        Start::Skip => return Ok(()),
+        Start::GaveUp => {
+            announce(ctx, id).await;
+            return Ok(());
+        }
+    };
+    let snapshot = ctx
+        .mirror
+        .snapshot_at_least(&job.workspace)
+        .await
+        .map_err(|e| Fault::Retry(format!("module index: {e}")))?;
+    if snapshot.sha(&row.workflow_path).is_none() {
+        let message = format!(
+            "the workflow file '{}' is no longer in the workspace",
+            row.workflow_path
+        );
+        finish_with_retries(ctx, || {
+            record::fail(&ctx.db, id, row.attempt, "WorkflowNotFound", &message)
+        })
+        .await?;
+        announce(ctx, id).await;
+        return Ok(());
+    }
+    let spec = RunSpec {
+        execution_id: id.to_string(),
+        module: module_name(&row.workflow_path),
+        path: row.workflow_path.clone(),
+        function: row.function_name.clone(),
+        parameters: row.parameters.clone(),
+        timeout: row
+            .timeout_seconds
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(ctx.default_timeout),
+    };
+    let server = ModuleServer {
+        snapshot,
+        sources: ctx.sources.clone(),
+    };
+    let finished = execution::run(&ctx.zygotes, &server, &spec, &ctx.limits)
+        .await
+        .map_err(|e| Fault::Retry(format!("could not start Python: {e}")))?;
+    let recorded =
+        finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
+    if !recorded {
+        tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
+    }
+    announce(ctx, id).await;
+    Ok(())
+}
+
+/// Writes an outcome, retrying a few times in process: the child already
+/// ran, so giving up here would mean running user code again.
+async fn finish_with_retries<F, Fut>(ctx: &JobContext, write: F) -> Result<bool, Fault>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, sea_orm::DbErr>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..5 {
+        match write().await {
+            Ok(done) => return Ok(done),
+            Err(err) => {
+                tracing::warn!(%err, worker = %ctx.worker_name, "recording an outcome failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    Err(Fault::Retry(
+        "PostgreSQL: cannot record the outcome".to_owned(),
+    ))
+}
+
+/// Tells `wait`ing API requests the execution is final.
+async fn announce(ctx: &JobContext, id: uuid::Uuid) {
+    let mut conn = ctx.redis.clone();
+    let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+        .arg(finished_channel(&ctx.prefix))
+        .arg(id.to_string())
+        .query_async(&mut conn)
+        .await;
+    if let Err(err) = sent {
+        tracing::warn!(%err, execution = %id, "could not announce a finished execution");
+    }
+}

@@ -1,0 +1,130 @@
+//! The worker process: warm the zygote, then consume the executions queue
+//! with apalis until the shutdown signal, draining running executions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::{Config, RedisStorage};
+use redis::aio::ConnectionManager;
+use runeflow_shared::jobs::{RunWorkflow, queue_name};
+use runeflow_shared::protocol::Rlimits;
+use runeflow_shared::store::ModuleStore;
+use sea_orm::DatabaseConnection;
+
+use crate::config::WorkerConfig;
+use crate::execution::Limits;
+use crate::index::IndexMirror;
+use crate::job::{JobContext, handle};
+use crate::modules::Sources;
+use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes};
+
+/// How long an execution id stays deduplicated in the queue.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerRunError {
+    #[error("the Python zygote cannot start: {0}")]
+    Zygote(#[from] ZygoteError),
+    #[error("worker stopped: {0}")]
+    Monitor(String),
+}
+
+/// Connections a worker runs on.
+pub struct WorkerDeps {
+    pub db: DatabaseConnection,
+    pub redis: ConnectionManager,
+    pub prefix: String,
+}
+
+/// The apalis-redis configuration for our queue: unique worker name per
+/// process, heartbeat and orphan reclaim from config, a fetch batch no
+/// larger than the concurrency, deduplication kept for a week.
+pub fn queue_config(prefix: &str, config: &WorkerConfig) -> Config {
+    Config::default()
+        .queue(&queue_name(prefix))
+        .batch_size(config.concurrency.max(1))
+        .heartbeat_interval(Duration::from_millis(config.heartbeat_ms.max(100)))
+        .missed_heartbeats(config.missed_heartbeats.max(1))
+        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+}
+
+/// Builds the shared job context (starts the zygote).
+pub async fn context(
+    deps: &WorkerDeps,
+    config: &WorkerConfig,
+    name: &str,
+) -> Result<Arc<JobContext>, WorkerRunError> {
+    let store = ModuleStore::new(deps.redis.clone(), &deps.prefix);
+    let zygotes = Zygotes::new(ZygoteConfig {
+        python: config.python.clone(),
+        preload: config.preload.clone(),
+        child_env: config.child_env.clone(),
+        virtual_root: config.virtual_root.clone(),
+    });
+    zygotes.warm_up().await?;
+    let mb = |v: u64| (v > 0).then(|| v * 1024 * 1024);
+    Ok(Arc::new(JobContext {
+        db: deps.db.clone(),
+        redis: deps.redis.clone(),
+        prefix: deps.prefix.clone(),
+        worker_name: name.to_owned(),
+        mirror: IndexMirror::new(store.clone(), deps.db.clone()),
+        sources: Arc::new(Sources::new(store, deps.db.clone())),
+        zygotes,
+        limits: Limits {
+            rlimits: Rlimits {
+                as_bytes: mb(config.memory_limit_mb),
+                cpu_seconds: (config.cpu_limit_secs > 0).then_some(config.cpu_limit_secs),
+            },
+            max_log_bytes: config.max_log_bytes,
+            max_frame_bytes: config.max_frame_bytes,
+            virtual_root: config.virtual_root.clone(),
+        },
+        default_timeout: config.default_timeout(),
+        max_attempts: config.max_attempts,
+    }))
+}
+
+/// Runs until `shutdown` resolves; then stops fetching and gives running
+/// executions up to `drain_secs` to finish. A worker loop that fails (Redis
+/// restarted, timeouts) is rebuilt under a new name by the monitor.
+pub async fn run(
+    deps: WorkerDeps,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerRunError> {
+    let base_name = config.resolve_name();
+    let ctx = context(&deps, &config, &base_name).await?;
+    let storage: RedisStorage<RunWorkflow> =
+        RedisStorage::new(deps.redis.clone()).with_config(queue_config(&deps.prefix, &config));
+    let poll = Duration::from_millis(config.poll_ms.max(1));
+    let concurrency = config.concurrency.max(1);
+    tracing::info!(worker = %base_name, concurrency, poll_ms = config.poll_ms, "worker starting");
+    let monitor = Monitor::new()
+        .register(move |run| {
+            let name = if run == 0 {
+                base_name.clone()
+            } else {
+                format!("{base_name}-r{run}")
+            };
+            WorkerBuilder::new(name)
+                .backend(storage.clone().poll_with_interval(poll))
+                .concurrency(concurrency)
+                .data(ctx.clone())
+                .build(handle)
+        })
+        .should_restart(|_ctx, err| {
+            tracing::warn!(%err, "worker loop failed; restarting it");
+            true
+        })
+        .shutdown_timeout(Duration::from_secs(config.drain_secs));
+    monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(|e| WorkerRunError::Monitor(e.to_string()))
+}
