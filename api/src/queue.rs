@@ -3,7 +3,7 @@
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::{Config, RedisStorage};
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::{RunWorkflow, queue_name};
+use runeflow_shared::jobs::{RunWorkflow, queue_name, wake_channel};
 
 /// How long a pushed execution id stays deduplicated: a re-push of the same
 /// execution within this window is a no-op (apalis's default expires the
@@ -18,6 +18,8 @@ pub struct QueueError(String);
 #[derive(Clone)]
 pub struct JobQueue {
     storage: RedisStorage<RunWorkflow>,
+    conn: ConnectionManager,
+    wake_channel: String,
 }
 
 impl JobQueue {
@@ -25,10 +27,12 @@ impl JobQueue {
     /// queue name.
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
         let config = Config::default()
-            .queue(&queue_name(prefix))
+            .queue(queue_name(prefix))
             .idempotency_ttl(Some(IDEMPOTENCY_TTL));
         JobQueue {
-            storage: RedisStorage::new(conn).with_config(config),
+            storage: RedisStorage::new(conn.clone()).with_config(config),
+            conn,
+            wake_channel: wake_channel(prefix),
         }
     }
 
@@ -44,6 +48,17 @@ impl JobQueue {
         storage
             .push_task(task)
             .await
-            .map_err(|e| QueueError(e.to_string()))
+            .map_err(|e| QueueError(e.to_string()))?;
+        // Wake an idle worker now rather than at its next poll.
+        let mut conn = self.conn.clone();
+        let woken: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(&self.wake_channel)
+            .arg(&id)
+            .query_async(&mut conn)
+            .await;
+        if let Err(err) = woken {
+            tracing::warn!(%err, "could not wake workers; they will poll");
+        }
+        Ok(())
     }
 }

@@ -40,3 +40,11 @@ pub mod status {
         matches!(status, SUCCESS | FAILED | TIMEOUT | CANCELLED)
     }
 }
+
+/// Channel that wakes idle workers right after a push. apalis-redis 1.0
+/// listens for it but never publishes it on a push (every push lands in its
+/// `scheduled` set), so the API publishes it and workers subscribe
+/// themselves; polling stays as a slow safety net.
+pub fn wake_channel(prefix: &str) -> String {
+    format!("tasks:{}:active:available", queue_name(prefix))
+}

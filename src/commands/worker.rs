@@ -20,6 +20,7 @@ pub async fn deps(config: &Config) -> anyhow::Result<WorkerDeps> {
     Ok(WorkerDeps {
         db,
         redis: store.connection(),
+        redis_url: config.redis_url()?.to_owned(),
         prefix: config.redis_prefix.clone(),
     })
 }

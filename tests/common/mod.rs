@@ -249,3 +249,89 @@ pub async fn drop_database(name: &str) {
         conn.close().await.ok();
     }
 }
+
+/// A worker running inside the test process.
+pub struct WorkerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), runeflow_worker::run::WorkerRunError>>>,
+}
+
+impl WorkerHandle {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), task).await;
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Worker settings for tests: fast polls and heartbeats, short timeouts.
+pub fn test_worker_config() -> runeflow_worker::WorkerConfig {
+    let mut config = runeflow_worker::WorkerConfig::default();
+    config.concurrency = 2;
+    config.poll_ms = 200;
+    config.heartbeat_ms = 1000;
+    config.missed_heartbeats = 3;
+    config.default_timeout = 30.0;
+    config.drain_secs = 10;
+    config
+}
+
+impl TestEnv {
+    /// Starts an in-process worker on this env's database and prefix.
+    pub async fn start_worker(&self, config: runeflow_worker::WorkerConfig) -> WorkerHandle {
+        let deps = runeflow_worker::run::WorkerDeps {
+            db: self.db.clone(),
+            redis: self.store().connection(),
+            redis_url: self.redis_url.clone(),
+            prefix: self.name.clone(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runeflow_worker::run::run(deps, config, async move {
+            let _ = stop_rx.await;
+        }));
+        WorkerHandle {
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Runs a workflow and waits for its outcome (up to 60 s).
+    pub async fn execute(
+        &self,
+        workflow: &str,
+        parameters: serde_json::Value,
+    ) -> serde_json::Value {
+        let r = self
+            .post_json(
+                "/api/executions",
+                serde_json::json!({"workflow": workflow, "parameters": parameters, "wait": 60}),
+            )
+            .await;
+        assert!(
+            r.status == StatusCode::OK,
+            "execution of {workflow} did not finish: {} {}",
+            r.status,
+            r.text()
+        );
+        r.json()
+    }
+
+    /// Writes `files` (path, content) through the API.
+    pub async fn put_files(&self, files: &[(&str, &str)]) {
+        for (path, content) in files {
+            let r = self.put(path, content.as_bytes().to_vec()).await;
+            assert!(r.status.is_success(), "PUT {path}: {}", r.text());
+        }
+    }
+}

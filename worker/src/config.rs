@@ -53,8 +53,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "RUNEFLOW_MAX_FRAME_BYTES", default_value_t = runeflow_shared::protocol::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 
-    /// How often an idle worker polls the queue, in milliseconds.
-    #[arg(long, env = "RUNEFLOW_POLL_MS", default_value_t = 20)]
+    /// How often an idle worker polls the queue, in milliseconds. Pushes
+    /// wake workers at once through Redis pub/sub; the poll is the safety
+    /// net for a lost wake-up.
+    #[arg(long, env = "RUNEFLOW_POLL_MS", default_value_t = 500)]
     pub poll_ms: u64,
 
     /// Heartbeat period, in milliseconds.
@@ -98,5 +100,17 @@ impl WorkerConfig {
             .unwrap_or_else(|| "worker".to_owned());
         let random = uuid::Uuid::new_v4().simple().to_string();
         format!("{host}-{}-{}", std::process::id(), &random[..8])
+    }
+}
+
+impl Default for WorkerConfig {
+    /// The defaults documented on each flag (environment variables apply).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: WorkerConfig,
+        }
+        <Defaults as clap::Parser>::parse_from(["runeflow-worker"]).config
     }
 }

@@ -90,6 +90,9 @@ pub async fn run(
 ) -> Result<Finished, ZygoteError> {
     let started = Instant::now();
     let child = zygotes.spawn(&spec.execution_id, &limits.rlimits).await?;
+    // Kills the child's group however this future ends (finished, timed
+    // out, or dropped because apalis cancelled the handler).
+    let _group = GroupGuard(child.pid);
     let mut logs = LogBuffer {
         limit: limits.max_log_bytes,
         ..LogBuffer::default()
@@ -100,7 +103,6 @@ pub async fn run(
         outcome = converse(&mut socket, server, spec, limits, &mut logs) => outcome,
         _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
     };
-    kill_group(child.pid);
     Ok(Finished {
         outcome,
         logs: logs.text,
@@ -109,11 +111,17 @@ pub async fn run(
     })
 }
 
-/// Kills the child and anything it started (its process group).
-fn kill_group(pid: i32) {
-    match killpg(Pid::from_raw(pid), Signal::SIGKILL) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(err) => tracing::warn!(pid, %err, "could not kill the child's process group"),
+/// Kills the child and anything it started (its process group) on drop.
+struct GroupGuard(i32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        match killpg(Pid::from_raw(self.0), Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(err) => {
+                tracing::warn!(pid = self.0, %err, "could not kill the child's process group")
+            }
+        }
     }
 }
 

@@ -16,3 +16,4 @@ pub mod zygote;
 pub use config::WorkerConfig;
 pub mod job;
 pub mod run;
+pub mod wake;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::{Config, RedisStorage};
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::{RunWorkflow, queue_name};
+use runeflow_shared::jobs::{RunWorkflow, queue_name, wake_channel};
 use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
@@ -35,6 +35,8 @@ pub enum WorkerRunError {
 pub struct WorkerDeps {
     pub db: DatabaseConnection,
     pub redis: ConnectionManager,
+    /// For the wake-up subscription (a connection of its own).
+    pub redis_url: String,
     pub prefix: String,
 }
 
@@ -43,7 +45,7 @@ pub struct WorkerDeps {
 /// larger than the concurrency, deduplication kept for a week.
 pub fn queue_config(prefix: &str, config: &WorkerConfig) -> Config {
     Config::default()
-        .queue(&queue_name(prefix))
+        .queue(queue_name(prefix))
         .batch_size(config.concurrency.max(1))
         .heartbeat_interval(Duration::from_millis(config.heartbeat_ms.max(100)))
         .missed_heartbeats(config.missed_heartbeats.max(1))
@@ -100,6 +102,7 @@ pub async fn run(
     let storage: RedisStorage<RunWorkflow> =
         RedisStorage::new(deps.redis.clone()).with_config(queue_config(&deps.prefix, &config));
     let poll = Duration::from_millis(config.poll_ms.max(1));
+    let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
     let concurrency = config.concurrency.max(1);
     tracing::info!(worker = %base_name, concurrency, poll_ms = config.poll_ms, "worker starting");
     let monitor = Monitor::new()
@@ -110,7 +113,12 @@ pub async fn run(
                 format!("{base_name}-r{run}")
             };
             WorkerBuilder::new(name)
-                .backend(storage.clone().poll_with_interval(poll))
+                .backend(
+                    storage
+                        .clone()
+                        .poll_with_interval(poll)
+                        .poll_with_stream(crate::wake::stream(wakeups.subscribe())),
+                )
                 .concurrency(concurrency)
                 .data(ctx.clone())
                 .build(handle)

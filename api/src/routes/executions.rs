@@ -82,11 +82,15 @@ pub struct ExecutionView {
 
 impl From<execution::Model> for ExecutionView {
     fn from(e: execution::Model) -> Self {
-        let error = (e.error_type.is_some() || e.error_message.is_some()).then(|| ExecutionError {
-            kind: e.error_type,
-            message: e.error_message,
-            traceback: e.error_traceback,
-        });
+        let error = if e.error_type.is_some() || e.error_message.is_some() {
+            Some(ExecutionError {
+                kind: e.error_type,
+                message: e.error_message,
+                traceback: e.error_traceback,
+            })
+        } else {
+            None
+        };
         ExecutionView {
             id: e.id,
             workflow: e.workflow_name,
