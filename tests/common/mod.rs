@@ -277,14 +277,15 @@ impl Drop for WorkerHandle {
 
 /// Worker settings for tests: fast polls and heartbeats, short timeouts.
 pub fn test_worker_config() -> runeflow_worker::WorkerConfig {
-    let mut config = runeflow_worker::WorkerConfig::default();
-    config.concurrency = 2;
-    config.poll_ms = 200;
-    config.heartbeat_ms = 1000;
-    config.missed_heartbeats = 3;
-    config.default_timeout = 30.0;
-    config.drain_secs = 10;
-    config
+    runeflow_worker::WorkerConfig {
+        concurrency: 2,
+        poll_ms: 200,
+        heartbeat_ms: 1000,
+        missed_heartbeats: 3,
+        default_timeout: 30.0,
+        drain_secs: 10,
+        ..Default::default()
+    }
 }
 
 impl TestEnv {
