@@ -1,37 +1,60 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: start PostgreSQL and Redis when
-# needed, build, `runeflow init`, start `runeflow api`, push examples/ and
-# list the workflows found in it. Stops what it started.
+# The main job, end to end on a fresh machine: install what is missing,
+# build, start `runeflow dev` (which runs a private PostgreSQL and Redis from
+# the system binaries), push examples/ (a workflow importing a helper
+# package), run the workflow, print its result, and stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-ensure_services
+
+# Binaries only: `runeflow dev` starts its own private servers.
+[ -n "$(pg_bin)" ] || apt_install postgresql postgresql-client
+command -v redis-server >/dev/null || apt_install redis-server
+command -v curl >/dev/null || apt_install curl
+ensure_python
 
 cargo build --release --locked --bin runeflow
 bin=target/release/runeflow
 
-ensure_database runeflow_demo
-export DATABASE_URL="postgres://postgres@$PGHOST_ADDR:$PGPORT/runeflow_demo"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-export RUNEFLOW_REDIS_PREFIX=runeflow_demo
-export RUNEFLOW_API_TOKEN="demo-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+work=$(mktemp -d /tmp/runeflow-demo.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export RUNEFLOW_BIND="127.0.0.1:$port"
-api="http://$RUNEFLOW_BIND"
+unset DATABASE_URL REDIS_URL
+export RUNEFLOW_BIND="127.0.0.1:$port" RUNEFLOW_DEV_DIR="$work/data" RUST_LOG=warn
+"$bin" dev > "$work/dev.log" 2>&1 &
+dev_pid=$!
+cleanup() {
+  kill -INT "$dev_pid" 2>/dev/null || true
+  wait "$dev_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-"$bin" init
-"$bin" api &
-api_pid=$!
-trap 'kill $api_pid 2>/dev/null; wait $api_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "$api/readyz" >/dev/null 2>&1 && break
+for _ in $(seq 1 300); do
+  grep -q "runeflow dev: API on" "$work/dev.log" && break
+  kill -0 "$dev_pid" 2>/dev/null || { cat "$work/dev.log"; exit 1; }
   sleep 0.1
 done
+line=$(grep "runeflow dev: API on" "$work/dev.log")
+api=$(echo "$line" | sed -E 's/.*API on (http:[^ ]+) .*/\1/')
+token=$(echo "$line" | sed -E 's/.*token ([^ ]+) .*/\1/')
+echo "$line"
+auth=(-H "Authorization: Bearer $token")
 
-auth=(-H "Authorization: Bearer $RUNEFLOW_API_TOKEN")
-(cd examples && find . -type f ! -name '*.pyc' | sed 's|^\./||' | sort) | while read -r path; do
+(cd examples && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' | sed 's|^\./||' | sort) | while read -r path; do
   code=$(curl -sS -o /dev/null -w '%{http_code}' "${auth[@]}" -X PUT --data-binary "@examples/$path" "$api/api/files/$path")
-  echo "PUT $path -> $code"
+  echo "pushed $path ($code)"
 done
-echo "workflows:"
-curl -fsS "${auth[@]}" "$api/api/workflows" | python3 -m json.tool
+
+echo "running workflow 'hello' with {\"name\": \"Ada\", \"times\": 2}:"
+curl -sS "${auth[@]}" -H 'content-type: application/json' \
+  -d '{"workflow": "hello", "parameters": {"name": "Ada", "times": 2}, "wait": 60}' \
+  "$api/api/executions" | python3 -c '
+import json, sys
+e = json.load(sys.stdin)
+print("status:", e["status"])
+print("result:", json.dumps(e.get("result"), indent=2))
+if e.get("error"):
+    print("error:", e["error"]["type"], e["error"]["message"])
+    print(e["error"].get("traceback") or "")
+sys.exit(0 if e["status"] == "success" else 1)
+'

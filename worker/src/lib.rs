@@ -14,6 +14,7 @@ mod shim;
 pub mod zygote;
 
 pub use config::WorkerConfig;
+pub mod janitor;
 pub mod job;
 pub mod run;
 pub mod wake;

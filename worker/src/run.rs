@@ -99,8 +99,17 @@ pub async fn run(
 ) -> Result<(), WorkerRunError> {
     let base_name = config.resolve_name();
     let ctx = context(&deps, &config, &base_name).await?;
+    let queue = queue_config(&deps.prefix, &config);
     let storage: RedisStorage<RunWorkflow> =
-        RedisStorage::new(deps.redis.clone()).with_config(queue_config(&deps.prefix, &config));
+        RedisStorage::new(deps.redis.clone()).with_config(queue.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let janitor = tokio::spawn(crate::janitor::run(deps.redis.clone(), queue, stopped()));
     let poll = Duration::from_millis(config.poll_ms.max(1));
     let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
     let concurrency = config.concurrency.max(1);
@@ -128,11 +137,14 @@ pub async fn run(
             true
         })
         .shutdown_timeout(Duration::from_secs(config.drain_secs));
-    monitor
+    let result = monitor
         .run_with_signal(async move {
             shutdown.await;
             Ok::<(), std::io::Error>(())
         })
         .await
-        .map_err(|e| WorkerRunError::Monitor(e.to_string()))
+        .map_err(|e| WorkerRunError::Monitor(e.to_string()));
+    let _ = stop_tx.send(true);
+    let _ = janitor.await;
+    result
 }
