@@ -336,10 +336,39 @@ def install(channel, root, top_level):
     _forget_shadowed(workspace)
     sys.meta_path.insert(0, WorkspaceFinder(workspace))
     sys.path_hooks.insert(0, workspace.path_hook)
+    _forget_cached_finders(workspace)
+    return workspace
+
+
+def prepare(root):
+    """Zygote-time: drops cached finders of the virtual folders once.
+
+    A child whose `run` has the same root then skips that scan of
+    sys.path_importer_cache (see _forget_cached_finders).
+    """
+    _forget_cached_finders(Workspace(None, root, ()))
+
+
+#: (root, cache size) right after the last scan; the zygote imports nothing
+#: after its boot, so in its children the cache is still as scanned.
+_scanned = None
+
+
+def _forget_cached_finders(workspace):
+    """Drops sys.path_importer_cache entries for virtual folders.
+
+    PathFinder must ask the workspace path hook about them, not a finder
+    (or a cached None) it found before the hook existed. The scan normalises
+    every key, which in a child would touch (and copy) the zygote's pages,
+    so it is skipped when nothing changed since the last one.
+    """
+    global _scanned
+    if _scanned == (workspace.root, len(sys.path_importer_cache)):
+        return
     for entry in list(sys.path_importer_cache):
         if workspace.relpath(entry) is not None:
             del sys.path_importer_cache[entry]
-    return workspace
+    _scanned = (workspace.root, len(sys.path_importer_cache))
 
 
 def _forget_shadowed(workspace):

@@ -26,16 +26,24 @@ class LogStream:
 
     def __init__(self, channel, max_bytes, *, flush_bytes=FLUSH_BYTES,
                  flush_seconds=FLUSH_SECONDS, clock=time.monotonic):
-        self._channel = channel
-        self._lock = channel.lock  # one lock: frames and buffer stay in order
-        self._max_bytes = max_bytes
         self._flush_bytes = flush_bytes
         self._flush_seconds = flush_seconds
         self._clock = clock
+        self.bind(channel, max_bytes)
+
+    def bind(self, channel, max_bytes):
+        """Starts the stream on `channel`: empty buffer, full budget.
+
+        The zygote builds the stream unbound (channel None, see prepare());
+        each child binds its own copy once.
+        """
+        self._channel = channel
+        self._lock = None if channel is None else channel.lock  # one lock: frames and buffer stay in order
+        self._max_bytes = max_bytes
         self._parts = []
         self._pending = 0
         self._sent = 0
-        self._last_send = clock()
+        self._last_send = self._clock()
         self.truncated = False
         self.closed = False
 
@@ -139,17 +147,39 @@ class LogStreamHandler(logging.Handler):
             self.handleError(record)
 
 
+#: (stream, stdout, stderr, handler), built once by prepare().
+_prepared = None
+
+
+def prepare():
+    """Builds the capture objects (unbound) and sets the logger level.
+
+    The zygote calls this before forking, so a child only binds the stream
+    and swaps references: building two text streams, a handler and its
+    formatter, and setLevel (which clears the cache of every logger), in
+    each child would touch and copy many of the zygote's memory pages.
+    Nothing here is used in the zygote itself, so children get them fresh.
+    """
+    global _prepared
+    if _prepared is None:
+        stream = LogStream(None, 0)
+        _prepared = (stream, _text_stream(stream, "<stdout>"),
+                     _text_stream(stream, "<stderr>"), LogStreamHandler(stream))
+        logging.getLogger("runeflow.execution").setLevel(logging.INFO)
+    return _prepared
+
+
 def install(channel, max_bytes):
     """Captures sys.stdout, sys.stderr and logging; returns the LogStream.
 
     The root logger keeps its default level (WARNING); the
     ``runeflow.execution`` logger behind ``context.log`` logs from INFO.
+    Once per process (a child runs one execution).
     """
-    stream = LogStream(channel, max_bytes)
-    sys.stdout = _text_stream(stream, "<stdout>")
-    sys.stderr = _text_stream(stream, "<stderr>")
-    logging.getLogger().addHandler(LogStreamHandler(stream))
-    logging.getLogger("runeflow.execution").setLevel(logging.INFO)
+    stream, stdout, stderr, handler = prepare()
+    stream.bind(channel, max_bytes)
+    sys.stdout, sys.stderr = stdout, stderr
+    logging.getLogger().addHandler(handler)
     os.register_at_fork(after_in_child=_release_in_forked_child)
     return stream
 

@@ -16,6 +16,9 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 _HEADER = 4
 
+#: Compact UTF-8 JSON that refuses NaN/Infinity; built once, not per frame.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
 
 class ProtocolError(Exception):
     """The peer broke the framing or sent a message we cannot use."""
@@ -31,8 +34,7 @@ def encode(message):
     Raises ValueError/TypeError for values JSON cannot carry (NaN, objects,
     lone surrogates) and ProtocolError for frames over the limit.
     """
-    body = json.dumps(message, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode("utf-8")
+    body = _ENCODER.encode(message).encode("utf-8")
     if len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(
             f"frame of {len(body)} bytes is over the limit of {MAX_FRAME_BYTES}")

@@ -140,10 +140,15 @@ def _load_by_path(workspace, path):
     return module
 
 
+#: Result types that are never awaitable: skips inspect.isawaitable, whose
+#: collections.abc check is uncached in a fresh child.
+_PLAIN_RESULTS = frozenset((type(None), bool, int, float, str, list, dict, tuple))
+
+
 def _call(function, parameters):
     """Calls the workflow; an `async def` one runs in a fresh event loop."""
     result = function(**parameters)
-    if inspect.isawaitable(result):
+    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
         import asyncio
         result = asyncio.run(_awaited(result))
     return result

@@ -8,6 +8,7 @@ fake_worker.py); the acceptance tests proper go through the real worker.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,6 +112,43 @@ class ZygoteTest(unittest.TestCase):
         self.assertEqual(value["argv"], [f"{ROOT}/flows/main.py"])
         self.assertEqual(value["sdk_file"], "<runeflow-shim>/runeflow/__init__.py")
 
+    def test_spawned_pid_is_the_child_in_its_own_group(self):
+        execution = run({"flows/main.py": """
+            import os
+            def main():
+                return [os.getpid(), os.getpgid(0), os.getppid()]
+        """})
+        self.assertEqual(execution.value, [execution.pid, execution.pid, WORKER.process.pid])
+
+    def test_a_killed_spare_is_replaced(self):
+        # The zygote's only live child between executions is its spare
+        # (forked once the previous execution's child has exited).
+        deadline = time.monotonic() + 5
+        while not (spares := children_of(WORKER.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for pid in spares:
+            os.kill(pid, signal.SIGKILL)
+        self.assertEqual(run({"flows/main.py": "def main():\n    return 1\n"}).value, 1)
+        self.assertTrue(spares)
+
+    def test_warm_up_leaves_no_trace(self):
+        execution = run({"flows/main.py": """
+            import linecache, socket, sys
+            import helpers
+            def snapshot():
+                return [sorted(sys.modules), list(sys.meta_path), list(sys.path_hooks),
+                        sorted(map(str, sys.path_importer_cache)), sorted(linecache.cache)]
+            def main():
+                before = snapshot()
+                idle_control, _ = socket.socketpair()
+                sys.modules["runeflow._zygote"]._warm_up(idle_control)
+                after = snapshot()
+                import helpers.more
+                return [before == after, helpers.more.VALUE]
+        """, "helpers/__init__.py": "", "helpers/more.py": "VALUE = 3\n"})
+        self.assertEqual(execution.value, [True, 3], execution.error)
+        self.assertEqual(execution.finds(), ["flows", "flows.main", "helpers", "helpers.more"])
+
     def test_children_do_not_share_state(self):
         files = {"flows/main.py": """
             import sys
@@ -120,6 +158,41 @@ class ZygoteTest(unittest.TestCase):
                 return seen
         """}
         self.assertEqual([run(files).value, run(files).value], [False, False])
+
+
+def children_of(ppid):
+    """Pids of the live processes whose parent is `ppid`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == ppid and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+class ZygoteUnitTest(unittest.TestCase):
+    def test_without_a_spare_the_zygote_refuses_requests(self):
+        from runeflow import _zygote
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        kept, sent = socket.socketpair()
+        send_frame(ours, {"op": "spawn", "execution_id": "e", "rlimits": {}}, fds=[sent.fileno()])
+        sent.close()
+        self.assertIsNone(_zygote._refuse_one(theirs, "fork failed: test"))
+        self.assertEqual(recv_frame(ours), {"op": "error", "message": "fork failed: test"})
+        kept.settimeout(5)
+        self.assertEqual(kept.recv(1), b"")  # the descriptor was closed
+        kept.close()
+        send_frame(ours, {"op": "dance"})
+        self.assertIsNone(_zygote._refuse_one(theirs, "fork failed: test"))
+        self.assertIn("expected `spawn`", recv_frame(ours)["message"])
+        ours.shutdown(socket.SHUT_WR)
+        self.assertEqual(_zygote._refuse_one(theirs, "fork failed: test"), _zygote._EOF)
 
 
 class RunnerTest(unittest.TestCase):

@@ -183,13 +183,16 @@ impl TestEnv {
     pub async fn cleanup(self) {
         let prefix = self.name.clone();
         let mut conn = self.store().connection();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        // Module store keys and the apalis queue's keys.
+        for pattern in [format!("{prefix}:*"), format!("{prefix}-executions*")] {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
         }
         self.db.close().await.ok();
         drop_database(&self.name).await;

@@ -36,7 +36,7 @@ for _, set in ipairs({KEYS[1], KEYS[2]}) do
     local meta = ARGV[1] .. id
     local status = redis.call('HGET', meta, 'status')
     local done_at = tonumber(redis.call('HGET', meta, 'done_at') or '0') or 0
-    if (status == 'Done' or status == 'Killed' or status == false) and done_at < tonumber(ARGV[2]) then
+    if (status == 'Done' or status == 'Killed' or status == false) and done_at <= tonumber(ARGV[2]) then
       redis.call('HDEL', KEYS[3], id)
       redis.call('DEL', meta)
       redis.call('SREM', set, id)

@@ -1,0 +1,370 @@
+//! Execution bench (`cargo bench --bench executions`). Prints each figure
+//! next to a baseline measured in the same run on this machine:
+//!
+//! 1. sequential latency of a no-op workflow importing one workspace module
+//!    (POST with `wait` → result, p50/p90/p99 over 300 runs), next to a bare
+//!    fork of a pre-imported python and `python3 -I -S -c pass`;
+//! 2. throughput of 3 000 no-op executions with 2 worker processes;
+//! 3. importing a package of 100 small modules from the workspace vs the
+//!    same files on disk with `.pyc` present (ratio).
+//!
+//! Needs PostgreSQL and Redis (`RUNEFLOW_TEST_DATABASE_URL`,
+//! `RUNEFLOW_TEST_REDIS_URL`); creates and drops its own database and uses
+//! its own Redis prefix. Workers are the release `runeflow worker` binary.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runeflow_api::AppState;
+use runeflow_api::queue::JobQueue;
+use runeflow_api::waiters::Waiters;
+use runeflow_shared::jobs::finished_channel;
+use runeflow_shared::redis_conn;
+use runeflow_shared::store::{ModuleStore, Publisher};
+use runeflow_shared::workspace::Workspace;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use serde_json::{Value, json};
+
+const LATENCY_RUNS: usize = 300;
+const THROUGHPUT_RUNS: usize = 3_000;
+const IMPORT_MODULES: usize = 100;
+const TOKEN: &str = "bench";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+struct Bench {
+    client: reqwest::Client,
+    api: String,
+    db: DatabaseConnection,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let admin_url = env_or(
+        "RUNEFLOW_TEST_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let redis_url = env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0");
+    let name = format!("rf_bench_exec_{}", std::process::id());
+    let admin = Database::connect(admin_url.as_str()).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    let root = admin_url
+        .rsplit_once('/')
+        .map(|(r, _)| r)
+        .unwrap_or(&admin_url);
+    let database_url = format!("{root}/{name}");
+    let db = Database::connect(database_url.as_str()).await?;
+    runeflow::commands::init::migrate(&db).await?;
+    let store = ModuleStore::new(redis_conn::connect(&redis_url).await?, &name);
+
+    let workspace = Workspace::new(db.clone(), Publisher::new(store.clone()), 8 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(
+        workspace,
+        JobQueue::new(store.connection(), &name),
+        Waiters::spawn(redis_url.clone(), finished_channel(&name)),
+        TOKEN,
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runeflow_api::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    let bench = Bench {
+        client: reqwest::Client::new(),
+        api: format!("http://{addr}"),
+        db: db.clone(),
+    };
+    let mut workers: Vec<Child> = (0..2)
+        .map(|_| start_worker(&database_url, &redis_url, &name))
+        .collect::<Result<_, _>>()?;
+
+    let result = run(&bench).await;
+
+    for w in &mut workers {
+        let _ = Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+    }
+    for w in &mut workers {
+        let _ = w.wait();
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    clear_prefix(&store, &name).await;
+    db.close().await.ok();
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await?;
+    result
+}
+
+fn start_worker(database_url: &str, redis_url: &str, prefix: &str) -> std::io::Result<Child> {
+    Command::new(env!("CARGO_BIN_EXE_runeflow"))
+        .arg("worker")
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_URL", redis_url)
+        .env("RUNEFLOW_REDIS_PREFIX", prefix)
+        .env("RUNEFLOW_CONCURRENCY", "4")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+}
+
+async fn run(b: &Bench) -> anyhow::Result<()> {
+    println!(
+        "runeflow execution bench ({} cores, 2 worker processes x concurrency 4)",
+        std::thread::available_parallelism()?.get()
+    );
+    b.put("bench_helpers/tiny.py", "VALUE = 1\n").await?;
+    b.put(
+        "bench_flows/noop.py",
+        "from runeflow import workflow\nimport bench_helpers.tiny\n\n@workflow\ndef noop():\n    return bench_helpers.tiny.VALUE\n",
+    )
+    .await?;
+    // Warm up both workers' zygotes and caches.
+    for _ in 0..20 {
+        b.execute("noop", json!({})).await?;
+    }
+
+    let mut latencies = Vec::with_capacity(LATENCY_RUNS);
+    for _ in 0..LATENCY_RUNS {
+        let started = Instant::now();
+        let e = b.execute("noop", json!({})).await?;
+        anyhow::ensure!(e["status"] == "success", "no-op failed: {e}");
+        latencies.push(started.elapsed());
+    }
+    let fork = python_fork_latency()?;
+    let cold = python_start_latency()?;
+    println!(
+        "no-op execution, enqueue+wait -> result ({LATENCY_RUNS} runs): p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms",
+        ms(pct(&mut latencies, 0.50)),
+        ms(pct(&mut latencies, 0.90)),
+        ms(pct(&mut latencies, 0.99))
+    );
+    println!(
+        "  baseline: bare fork of a pre-imported python p50 {:.2} ms; python3 -I -S -c pass p50 {:.2} ms",
+        ms(fork),
+        ms(cold)
+    );
+    println!(
+        "  goal p50 <= 5 ms: {}; goal p99 <= 20 ms: {}",
+        met(pct(&mut latencies, 0.5) <= Duration::from_millis(5)),
+        met(pct(&mut latencies, 0.99) <= Duration::from_millis(20))
+    );
+
+    let (rate, took) = throughput(b).await?;
+    println!(
+        "throughput: {THROUGHPUT_RUNS} no-op executions in {:.2} s = {rate:.0} executions/s (goal >= 1000: {})",
+        took.as_secs_f64(),
+        met(rate >= 1000.0)
+    );
+
+    let (virtual_ms, disk_ms) = import_ratio(b).await?;
+    println!(
+        "import of a {IMPORT_MODULES}-module package: workspace {virtual_ms:.2} ms vs disk with .pyc {disk_ms:.2} ms -> ratio {:.2} (goal <= 1.0: {})",
+        virtual_ms / disk_ms,
+        met(virtual_ms / disk_ms <= 1.0)
+    );
+    Ok(())
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+impl Bench {
+    async fn put(&self, path: &str, content: &str) -> anyhow::Result<()> {
+        let r = self
+            .client
+            .put(format!("{}/api/files/{path}", self.api))
+            .bearer_auth(TOKEN)
+            .body(content.to_owned())
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "PUT {path}: {}", r.status());
+        Ok(())
+    }
+
+    async fn execute(&self, workflow: &str, parameters: Value) -> anyhow::Result<Value> {
+        let r = self
+            .client
+            .post(format!("{}/api/executions", self.api))
+            .bearer_auth(TOKEN)
+            .json(&json!({"workflow": workflow, "parameters": parameters, "wait": 60}))
+            .send()
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    async fn enqueue(&self, workflow: &str) -> anyhow::Result<()> {
+        let r = self
+            .client
+            .post(format!("{}/api/executions", self.api))
+            .bearer_auth(TOKEN)
+            .json(&json!({"workflow": workflow}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 202, "enqueue: {}", r.status());
+        Ok(())
+    }
+
+    async fn count(&self, sql: &str) -> anyhow::Result<i64> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row"))?;
+        Ok(row.try_get_by_index::<i64>(0)?)
+    }
+}
+
+/// Enqueues THROUGHPUT_RUNS no-ops (32 requests in flight) and measures from
+/// the first enqueue until the last one is recorded.
+async fn throughput(b: &Bench) -> anyhow::Result<(f64, Duration)> {
+    use futures::StreamExt;
+    let before = b
+        .count("SELECT count(*) FROM executions WHERE status <> 'pending' AND status <> 'running'")
+        .await?;
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..THROUGHPUT_RUNS)
+        .map(|_| b.enqueue("noop"))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    let target = before + THROUGHPUT_RUNS as i64;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = b
+            .count(
+                "SELECT count(*) FROM executions WHERE status <> 'pending' AND status <> 'running'",
+            )
+            .await?;
+        if done >= target {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {THROUGHPUT_RUNS} finished",
+            done - before
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    let failed = b
+        .count("SELECT count(*) FROM executions WHERE status <> 'success'")
+        .await?;
+    anyhow::ensure!(failed == 0, "{failed} executions did not succeed");
+    Ok((THROUGHPUT_RUNS as f64 / took.as_secs_f64(), took))
+}
+
+fn module_source(i: usize) -> String {
+    format!(
+        "\"\"\"Module {i}.\"\"\"\n\nVALUE = {i}\n\n\ndef double(x):\n    return 2 * x + VALUE\n\n\nclass Thing{i}:\n    def __init__(self):\n        self.value = VALUE\n"
+    )
+}
+
+/// Median over 15 fresh processes of importing the 100-module package,
+/// through the workspace and from disk with `.pyc` present.
+async fn import_ratio(b: &Bench) -> anyhow::Result<(f64, f64)> {
+    let mut init = String::new();
+    for i in 0..IMPORT_MODULES {
+        b.put(&format!("bigpkg/m{i}.py"), &module_source(i)).await?;
+        init.push_str(&format!("from . import m{i}\n"));
+    }
+    b.put("bigpkg/__init__.py", &init).await?;
+    b.put(
+        "bench_flows/imports.py",
+        "import time\nfrom runeflow import workflow\n\n@workflow\ndef import_bigpkg():\n    t = time.perf_counter()\n    import bigpkg\n    return (time.perf_counter() - t) * 1000\n",
+    )
+    .await?;
+    let mut virtual_runs = Vec::new();
+    for _ in 0..15 {
+        let e = b.execute("import_bigpkg", json!({})).await?;
+        anyhow::ensure!(e["status"] == "success", "import failed: {e}");
+        virtual_runs.push(e["result"].as_f64().unwrap_or(f64::NAN));
+    }
+    let dir = std::env::temp_dir().join(format!("rf-bench-disk-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("bigpkg"))?;
+    for i in 0..IMPORT_MODULES {
+        std::fs::write(dir.join(format!("bigpkg/m{i}.py")), module_source(i))?;
+    }
+    std::fs::write(dir.join("bigpkg/__init__.py"), init)?;
+    let script = "import sys, time\nsys.path.insert(0, sys.argv[1])\nt = time.perf_counter()\nimport bigpkg\nprint((time.perf_counter() - t) * 1000)\n";
+    let mut disk_runs = Vec::new();
+    for run in 0..16 {
+        let out = Command::new("python3")
+            .args(["-I", "-c", script])
+            .arg(&dir)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "disk import failed");
+        if run > 0 {
+            // The first run writes the .pyc files.
+            disk_runs.push(String::from_utf8_lossy(&out.stdout).trim().parse::<f64>()?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((median(virtual_runs), median(disk_runs)))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// p50 of fork → child exits → parent reaps, in a python that imported
+/// what the zygote imports.
+fn python_fork_latency() -> anyhow::Result<Duration> {
+    let script = "import os, time, json, asyncio, logging, traceback, gc\ngc.freeze()\nr = []\nfor _ in range(200):\n    t = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n    r.append(time.perf_counter() - t)\nr.sort()\nprint(r[len(r)//2])\n";
+    let out = Command::new("python3")
+        .args(["-I", "-c", script])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "fork baseline failed");
+    Ok(Duration::from_secs_f64(
+        String::from_utf8_lossy(&out.stdout).trim().parse()?,
+    ))
+}
+
+/// p50 of starting `python3 -I -S -c pass` (30 runs).
+fn python_start_latency() -> anyhow::Result<Duration> {
+    let mut runs = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let status = Command::new("python3")
+            .args(["-I", "-S", "-c", "pass"])
+            .status()?;
+        anyhow::ensure!(status.success());
+        runs.push(t.elapsed());
+    }
+    Ok(pct(&mut runs, 0.5))
+}
+
+async fn clear_prefix(store: &ModuleStore, prefix: &str) {
+    let mut conn = store.connection();
+    for pattern in [format!("{prefix}:*"), format!("{prefix}-executions*")] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for chunk in keys.chunks(1000) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+        }
+    }
+}
