@@ -559,6 +559,9 @@ async fn openapi_lists_every_route() {
         ("/api/workflows", "get"),
         ("/api/workflows/{name}", "get"),
         ("/api/openapi.json", "get"),
+        ("/api/executions", "post"),
+        ("/api/executions", "get"),
+        ("/api/executions/{id}", "get"),
     ];
     for (path, method) in expected {
         assert!(

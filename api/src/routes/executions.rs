@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::jobs::{RunWorkflow, status};
-use runeflow_shared::workspace::list_workflows;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -199,28 +198,7 @@ async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow:
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no workflow '{function}' in '{path}'")));
     }
-    let mut rows = list_workflows(state.db(), Some(reference)).await?;
-    match rows.len() {
-        0 => Err(AppError::NotFound(format!(
-            "no workflow named '{reference}'"
-        ))),
-        1 => Ok(rows.remove(0)),
-        n => Err(AppError::Conflict {
-            code: "ambiguous_workflow",
-            message: format!("{n} definitions are named '{reference}'; use <path>::<function>"),
-            candidates: Some(serde_json::Value::Array(
-                rows.iter()
-                    .map(|w| {
-                        serde_json::json!({
-                            "path": w.path,
-                            "function": w.function_name,
-                            "ref": format!("{}::{}", w.path, w.function_name),
-                        })
-                    })
-                    .collect(),
-            )),
-        }),
-    }
+    super::workflows::find_unique(state, reference).await
 }
 
 /// Parameters must be an object naming every required parameter and no
@@ -355,13 +333,7 @@ pub async fn list(
 ) -> Result<Json<ExecutionList>> {
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = super::page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let mut query = execution::Entity::find().order_by_desc(execution::Column::Id);
     if let Some(s) = &params.status {
         query = query.filter(execution::Column::Status.eq(s.as_str()));

@@ -31,3 +31,20 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
     crate::error::AppError::NotFound(format!("no route for {}", uri.path()))
 }
+
+/// Validates a listing's `limit` (1..=`max`, `default` when absent).
+pub(crate) fn page_limit(
+    limit: Option<u64>,
+    default: u64,
+    max: u64,
+) -> Result<u64, crate::error::AppError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(crate::error::AppError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {max}"),
+        ))
+    }
+}

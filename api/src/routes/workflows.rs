@@ -82,10 +82,16 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<WorkflowInfo>> {
-    let mut rows = list_workflows(state.db(), Some(&name)).await?;
+    Ok(Json(find_unique(&state, &name).await?.into()))
+}
+
+/// The one workflow called `name`: 404 when none, 409 listing the
+/// candidates (as `<path>::<function>` refs) when several files define it.
+pub(crate) async fn find_unique(state: &AppState, name: &str) -> Result<workflow::Model> {
+    let mut rows = list_workflows(state.db(), Some(name)).await?;
     match rows.len() {
         0 => Err(AppError::NotFound(format!("no workflow named '{name}'"))),
-        1 => Ok(Json(rows.remove(0).into())),
+        1 => Ok(rows.remove(0)),
         n => {
             let candidates: Vec<serde_json::Value> = rows
                 .iter()
