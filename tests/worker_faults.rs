@@ -270,6 +270,22 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// `TestEnv::cleanup`, plus the apalis keys of this env's queue
+/// (`{prefix}-executions…`), which it leaves behind.
+async fn cleanup(env: TestEnv) {
+    let mut conn = env.store().connection();
+    let pattern = format!("{}*", runeflow_shared::jobs::queue_name(&env.name));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+    env.cleanup().await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -477,7 +493,7 @@ async fn child_environment_is_scrubbed() {
     // Its own process group, so a timeout kills everything it started.
     assert_eq!(r["pgid"], r["pid"]);
     drop(worker);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 /// A descriptor the worker inherited from whatever started it (a
@@ -495,7 +511,7 @@ async fn inherited_descriptors_do_not_reach_the_child() {
     let e = wait_final(&env, &id, Duration::from_secs(30)).await;
     drop(worker);
     let _ = std::fs::remove_file(&secret);
-    env.cleanup().await;
+    cleanup(env).await;
     assert_eq!(e["status"], "success", "{e}");
     let fds = e["result"]["fds"].as_object().unwrap();
     let leaked: Vec<_> = fds
@@ -524,7 +540,8 @@ def slow_once(marker_dir: str, sleep: float = 5.0):
     return {'pid': os.getpid(), 'first': first}
 "#;
 
-/// A worker SIGKILLed mid-execution (with its zygote): after the orphan
+/// A worker process SIGKILLed mid-execution (as the OOM killer would): its
+/// zygote exits on its own (EOF on the control socket); after the orphan
 /// timeout (1 s × 3 here) another worker runs the execution again, as
 /// attempt 2, and records it once under its own name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,19 +570,24 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
     let first_pid: i32 = lines(&runs)[0].parse().unwrap();
     let zygotes = children_of(a.pid());
     assert_eq!(zygotes.len(), 1, "one zygote under the worker: {zygotes:?}");
+    // The zygote's other children (an idle spare, if it keeps one).
+    let spares: Vec<i32> = children_of(zygotes[0])
+        .into_iter()
+        .filter(|p| *p != first_pid)
+        .collect();
 
     // Only the worker process dies; its zygote sees EOF on its control
     // socket and exits by itself.
     a.kill_worker_only();
     let killed = Instant::now();
-    for z in &zygotes {
+    for z in zygotes.iter().chain(&spares) {
         assert!(
             eventually(Duration::from_secs(5), || !alive(*z)).await,
-            "zygote {z} of the killed worker still runs"
+            "zygote (or spare) {z} of the killed worker still runs"
         );
     }
-    // The child of the killed worker: its own process group, so the group
-    // kill did not reach it; it must not go on running user code.
+    // The attempt-1 child leads its own process group and nobody kills it
+    // today (see killed_worker_leaves_no_running_child): only reported.
     let orphan_gone = eventually(Duration::from_secs(3), || !alive(first_pid)).await;
     println!(
         "attempt-1 child {first_pid} {} 3 s after the kill",
@@ -597,13 +619,14 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
     }
     b.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
-/// The child of a SIGKILLed worker must not go on running user code (it
-/// would overlap with the re-run on another worker). It is in its own
-/// process group and nothing kills it: it runs until its workflow next
-/// writes to the dead socket or returns.
+/// The child of a SIGKILLed worker (here with its whole process group, as
+/// `systemctl kill -s KILL` or a container stop would) must not go on
+/// running user code, in parallel with the re-run on another worker. It is
+/// in its own process group and nothing kills it: it runs until its
+/// workflow next writes to the dead socket or returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "product bug: the child outlives its SIGKILLed worker and zygote (no PR_SET_PDEATHSIG); see the worker_faults report"]
 async fn killed_worker_leaves_no_running_child() {
@@ -629,7 +652,7 @@ async fn killed_worker_leaves_no_running_child() {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
     assert!(
         gone,
         "child {pid} kept running user code 3 s after its worker and zygote were killed"
@@ -722,7 +745,7 @@ async fn flushdb_under_a_running_worker() {
     let e = env.execute("cold", json!({"x": 5})).await;
     assert_eq!(e["result"], 15, "{e}");
     drop(worker);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 // ---------------------------------------------------------------- 4. hostile frames
@@ -798,7 +821,7 @@ async fn hostile_frames_fail_only_their_execution() {
         assert_eq!(ok["result"]["greeting"], format!("hello {kind}"));
     }
     worker.stop().await;
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 // ---------------------------------------------------------------- 5. memory
@@ -832,7 +855,7 @@ async fn memory_limit_gives_memory_error() {
     let e = env.execute("hello", json!({})).await;
     assert_eq!(e["status"], "success", "{e}");
     worker.stop().await;
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 // ---------------------------------------------------------------- 6. bounded retries
@@ -932,7 +955,7 @@ async fn retries_are_bounded_and_duplicates_run_once() {
 
     worker.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 // ---------------------------------------------------------------- 7. Redis restart
@@ -1024,7 +1047,7 @@ async fn redis_restart_under_a_running_worker() {
         "{e}"
     );
     drop(worker);
-    env.cleanup().await;
+    cleanup(env).await;
     drop(redis);
 }
 
@@ -1095,7 +1118,7 @@ async fn sigterm_drains_the_running_execution() {
     );
     next.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 // ---------------------------------------------------------------- 6b. a real worker fault
@@ -1156,7 +1179,7 @@ async fn worker_fault_retries_are_bounded() {
     assert_eq!(e["attempt"], 1);
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 /// An interpreter that starts but dies during boot (a crash in a preload,
@@ -1165,7 +1188,6 @@ async fn worker_fault_retries_are_bounded() {
 /// `Command`) until boot ends, so EOF never comes and each attempt waits
 /// out BOOT_TIMEOUT (60 s), holding the zygote lock for every execution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: a zygote dying during boot is noticed only after BOOT_TIMEOUT (60 s); see the worker_faults report"]
 async fn zygote_dying_at_boot_is_noticed_at_once() {
     let env = TestEnv::new().await;
     let markers = marker_dir(&env);
@@ -1205,7 +1227,7 @@ async fn zygote_dying_at_boot_is_noticed_at_once() {
     let log = worker.log();
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
     assert!(
         noticed,
         "execution {id}: the failed zygote boot was not noticed within 10 s\n{log}"
@@ -1263,7 +1285,7 @@ async fn redis_connections_dropped_mid_execution() {
     assert_eq!(lines(&runs).len() as i64, attempt, "one start per attempt");
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
 }
 
 /// Redis loses its data (FLUSHALL, or a restart without persistence) while
@@ -1271,7 +1293,6 @@ async fn redis_connections_dropped_mid_execution() {
 /// job is gone with the data, and the reconciler only re-pushes `pending`
 /// rows, so the execution stays `running` for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: an execution running when Redis loses its data stays `running` for ever; see the worker_faults report"]
 async fn redis_data_loss_mid_execution_is_recovered() {
     let port = free_port();
     let _redis = RedisServer(start_redis(port));
@@ -1307,6 +1328,6 @@ async fn redis_data_loss_mid_execution_is_recovered() {
     }
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    env.cleanup().await;
+    cleanup(env).await;
     assert_eq!(last["status"], "success", "stuck: {last}");
 }

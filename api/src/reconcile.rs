@@ -10,7 +10,9 @@ use chrono::Utc;
 use runeflow_shared::entities::execution;
 use runeflow_shared::jobs::{RunWorkflow, status};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::queue::JobQueue;
 
@@ -44,8 +46,22 @@ pub async fn repush_stale(
 ) -> Result<usize, String> {
     let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
     let rows = execution::Entity::find()
-        .filter(execution::Column::Status.eq(status::PENDING))
-        .filter(execution::Column::QueuedAt.lt(cutoff.fixed_offset()))
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(execution::Column::Status.eq(status::PENDING))
+                        .add(execution::Column::QueuedAt.lt(cutoff.fixed_offset())),
+                )
+                // A running row whose job Redis lost (data loss while it ran)
+                // is pushed again; while its job still exists the push is a
+                // no-op (same task id and idempotency key).
+                .add(
+                    Condition::all()
+                        .add(execution::Column::Status.eq(status::RUNNING))
+                        .add(execution::Column::StartedAt.lt(cutoff.fixed_offset())),
+                ),
+        )
         .order_by_asc(execution::Column::Id)
         .limit(1000)
         .all(db)

@@ -28,8 +28,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest control reply accepted from the zygote.
 const CONTROL_FRAME_LIMIT: usize = 64 * 1024;
-/// Variables a child may see besides `RUNEFLOW_CHILD_ENV`; never secrets.
-const BASE_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"];
+/// Variables a child may see besides `LC_*` and `RUNEFLOW_CHILD_ENV`; never secrets.
+const BASE_ENV: &[&str] = &["PATH", "LANG", "TZ", "TERM"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZygoteError {
@@ -84,6 +84,9 @@ impl Zygote {
             python: config.python.clone(),
             source,
         })?;
+        // The Command still owns the zygote's end of the control socket:
+        // close it, or a zygote dying during boot never gives us EOF.
+        drop(command);
         forward_output(&mut process);
         let mut control = UnixStream::from_std(ours)?;
         let boot = ControlRequest::Boot {
@@ -91,11 +94,10 @@ impl Zygote {
             preload: config.preload.clone(),
             root: config.virtual_root.clone(),
         };
-        write_message(&mut control, &boot).await?;
-        let reply = tokio::time::timeout(
-            BOOT_TIMEOUT,
-            read_message(&mut control, CONTROL_FRAME_LIMIT),
-        )
+        let reply = tokio::time::timeout(BOOT_TIMEOUT, async {
+            write_message(&mut control, &boot).await?;
+            read_message(&mut control, CONTROL_FRAME_LIMIT).await
+        })
         .await
         .map_err(|_| ZygoteError::Timeout)??;
         match reply {
@@ -244,7 +246,9 @@ impl Zygotes {
 /// The only environment user code sees: a fixed allow-list plus the names
 /// the operator listed, copied from the worker's own environment.
 pub fn child_environment(extra: &[String]) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
+    let mut env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("LC_"))
+        .collect();
     for name in BASE_ENV
         .iter()
         .copied()

@@ -175,6 +175,7 @@ async fn expire_unreferenced_blobs(
             .query_async(&mut conn)
             .await?;
         let mut pipe = redis::pipe();
+        let mut page = 0;
         for key in &keys {
             let hash = key.strip_prefix(&blob_prefix).unwrap_or(key);
             if !live.contains(hash) {
@@ -183,11 +184,13 @@ async fn expire_unreferenced_blobs(
                     .arg(UNREFERENCED_BLOB_TTL_SECS)
                     .arg("NX")
                     .ignore();
-                expiring += 1;
+                page += 1;
             }
         }
-        if expiring > 0 {
+        // Only this page's commands: an empty pipeline is a client error.
+        if page > 0 {
             pipe.query_async::<()>(&mut conn).await?;
+            expiring += page;
         }
         if next == 0 {
             return Ok(expiring);
