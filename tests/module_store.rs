@@ -281,8 +281,8 @@ async fn late_older_writes_do_not_win() {
 /// repair loop publishes it once Redis is back.
 #[tokio::test]
 async fn failed_publish_is_repaired_when_redis_returns() {
-    let port = free_port();
-    let mut redis = start_redis(port);
+    let port = common::free_port();
+    let mut redis = common::start_redis(port);
     let env = TestEnv::with_redis(format!("redis://127.0.0.1:{port}/0")).await;
     env.workspace.write("a.py", b"A = 1\n").await.unwrap();
 
@@ -307,7 +307,7 @@ async fn failed_publish_is_repaired_when_redis_returns() {
             })
             .await
     });
-    let mut redis = start_redis(port);
+    let mut redis = common::start_redis(port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while env.workspace.publisher.pending_repairs() > 0
         || env.store().index().await.map(|i| i.len()).unwrap_or(0) < 2
@@ -337,38 +337,4 @@ async fn failed_publish_is_repaired_when_redis_returns() {
     redis.kill().ok();
     redis.wait().ok();
     common::drop_database(&env.name).await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_redis(port: u16) -> std::process::Child {
-    let mut child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().ok();
-    child.wait().ok();
-    panic!("redis-server did not start on {port}");
 }

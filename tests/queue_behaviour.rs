@@ -47,26 +47,8 @@ async fn idle_workers_are_woken_by_a_push_not_by_polling() {
 /// a briefly busy Redis (here: DEBUG SLEEP 1) is not an error.
 #[tokio::test]
 async fn our_redis_connection_survives_a_one_second_stall() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--enable-debug-command", "yes"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server");
+    let port = common::free_port();
+    let mut server = common::start_redis(port);
     let url = format!("redis://127.0.0.1:{port}/0");
     let mut conn = None;
     for _ in 0..100 {

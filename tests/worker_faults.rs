@@ -270,56 +270,6 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// `TestEnv::cleanup`, plus the apalis keys of this env's queue
-/// (`{prefix}-executions…`), which it leaves behind.
-async fn cleanup(env: TestEnv) {
-    let mut conn = env.store().connection();
-    let pattern = format!("{}*", runeflow_shared::jobs::queue_name(&env.name));
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-    }
-    env.cleanup().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_redis(port: u16) -> Child {
-    let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    for _ in 0..250 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().ok();
-    child.wait().ok();
-    panic!("redis-server did not start on {port}");
-}
-
 /// Kills a private redis-server when the test ends, however it ends.
 struct RedisServer(Child);
 
@@ -493,7 +443,7 @@ async fn child_environment_is_scrubbed() {
     // Its own process group, so a timeout kills everything it started.
     assert_eq!(r["pgid"], r["pid"]);
     drop(worker);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 /// A descriptor the worker inherited from whatever started it (a
@@ -511,7 +461,7 @@ async fn inherited_descriptors_do_not_reach_the_child() {
     let e = wait_final(&env, &id, Duration::from_secs(30)).await;
     drop(worker);
     let _ = std::fs::remove_file(&secret);
-    cleanup(env).await;
+    env.cleanup().await;
     assert_eq!(e["status"], "success", "{e}");
     let fds = e["result"]["fds"].as_object().unwrap();
     let leaked: Vec<_> = fds
@@ -619,7 +569,7 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
     }
     b.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 /// The child of a SIGKILLed worker (here with its whole process group, as
@@ -652,7 +602,7 @@ async fn killed_worker_leaves_no_running_child() {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
     assert!(
         gone,
         "child {pid} kept running user code 3 s after its worker and zygote were killed"
@@ -745,7 +695,7 @@ async fn flushdb_under_a_running_worker() {
     let e = env.execute("cold", json!({"x": 5})).await;
     assert_eq!(e["result"], 15, "{e}");
     drop(worker);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 // ---------------------------------------------------------------- 4. hostile frames
@@ -821,7 +771,7 @@ async fn hostile_frames_fail_only_their_execution() {
         assert_eq!(ok["result"]["greeting"], format!("hello {kind}"));
     }
     worker.stop().await;
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 // ---------------------------------------------------------------- 5. memory
@@ -855,7 +805,7 @@ async fn memory_limit_gives_memory_error() {
     let e = env.execute("hello", json!({})).await;
     assert_eq!(e["status"], "success", "{e}");
     worker.stop().await;
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 // ---------------------------------------------------------------- 6. bounded retries
@@ -955,7 +905,7 @@ async fn retries_are_bounded_and_duplicates_run_once() {
 
     worker.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 // ---------------------------------------------------------------- 7. Redis restart
@@ -999,8 +949,8 @@ async fn execute_when_reachable(
 /// executions succeed again, without restarting the worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_under_a_running_worker() {
-    let port = free_port();
-    let mut redis = RedisServer(start_redis(port));
+    let port = common::free_port();
+    let mut redis = RedisServer(common::start_redis(port));
     let env = TestEnv::with_redis(format!("redis://127.0.0.1:{port}/0")).await;
     let worker = WorkerProcess::spawn(&env, "rr", &[]);
     env.put_files(&[
@@ -1017,7 +967,7 @@ async fn redis_restart_under_a_running_worker() {
     redis.0.wait().unwrap();
     let down = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut redis_again = RedisServer(start_redis(port));
+    let mut redis_again = RedisServer(common::start_redis(port));
     std::mem::swap(&mut redis, &mut redis_again);
     drop(redis_again);
     let up = Instant::now();
@@ -1047,7 +997,7 @@ async fn redis_restart_under_a_running_worker() {
         "{e}"
     );
     drop(worker);
-    cleanup(env).await;
+    env.cleanup().await;
     drop(redis);
 }
 
@@ -1118,7 +1068,7 @@ async fn sigterm_drains_the_running_execution() {
     );
     next.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 // ---------------------------------------------------------------- 6b. a real worker fault
@@ -1179,7 +1129,7 @@ async fn worker_fault_retries_are_bounded() {
     assert_eq!(e["attempt"], 1);
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 /// An interpreter that starts but dies during boot (a crash in a preload,
@@ -1227,7 +1177,7 @@ async fn zygote_dying_at_boot_is_noticed_at_once() {
     let log = worker.log();
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
     assert!(
         noticed,
         "execution {id}: the failed zygote boot was not noticed within 10 s\n{log}"
@@ -1242,8 +1192,8 @@ async fn zygote_dying_at_boot_is_noticed_at_once() {
 /// the job is reclaimed as an orphan and run again (attempt 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_connections_dropped_mid_execution() {
-    let port = free_port();
-    let _redis = RedisServer(start_redis(port));
+    let port = common::free_port();
+    let _redis = RedisServer(common::start_redis(port));
     let env = TestEnv::with_redis(format!("redis://127.0.0.1:{port}/0")).await;
     let markers = marker_dir(&env);
     env.put_files(&[("flows/slow.py", SLOW)]).await;
@@ -1285,7 +1235,7 @@ async fn redis_connections_dropped_mid_execution() {
     assert_eq!(lines(&runs).len() as i64, attempt, "one start per attempt");
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
 }
 
 /// Redis loses its data (FLUSHALL, or a restart without persistence) while
@@ -1294,8 +1244,8 @@ async fn redis_connections_dropped_mid_execution() {
 /// rows, so the execution stays `running` for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_data_loss_mid_execution_is_recovered() {
-    let port = free_port();
-    let _redis = RedisServer(start_redis(port));
+    let port = common::free_port();
+    let _redis = RedisServer(common::start_redis(port));
     let env = TestEnv::with_redis(format!("redis://127.0.0.1:{port}/0")).await;
     let markers = marker_dir(&env);
     env.put_files(&[("flows/slow.py", SLOW)]).await;
@@ -1328,6 +1278,6 @@ async fn redis_data_loss_mid_execution_is_recovered() {
     }
     drop(worker);
     let _ = std::fs::remove_dir_all(&markers);
-    cleanup(env).await;
+    env.cleanup().await;
     assert_eq!(last["status"], "success", "stuck: {last}");
 }
