@@ -32,8 +32,7 @@ from runeflow import _protocol
 _SHIM_MODULES = ("runeflow._protocol", "runeflow._hook", "runeflow._output",
                  "runeflow._runner", "runeflow._resources")
 
-#: CPUs this process may run on: a spare warms up only while the load
-#: average is below this (a busy machine has no idle time to spend).
+#: CPUs this process may run on (see _machine_idle).
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 #: Longest wait, in seconds, before the next spare is forked while an
@@ -202,7 +201,7 @@ def _spare(control, status_fd):
         gc.enable()
         # The C function: signal.signal's enum conversions cost ~20 page faults.
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        if not _request_waiting(control) and os.getloadavg()[0] < _CPUS:
+        if not _request_waiting(control) and _machine_idle():
             try:
                 _warm_up(control)  # idle time: pay the first-touch costs now
             except Exception:  # only an optimisation: never fail the spare for it
@@ -301,6 +300,24 @@ def _warm_up_import(_hook, workspace, name):
 
 def _request_waiting(control):
     return bool(select.select([control], [], [], 0)[0])
+
+
+def _machine_idle():
+    """True when a CPU is free now and was, on average, over the last minute.
+
+    The warm-up only moves work off an execution's path; on a saturated
+    machine it would just be extra work. /proc/loadavg gives both the load
+    average and the tasks runnable right now (this one included).
+    """
+    try:
+        fd = os.open("/proc/loadavg", os.O_RDONLY)
+        try:
+            fields = os.read(fd, 256).split()
+        finally:
+            os.close(fd)
+        return float(fields[0]) < _CPUS and int(fields[3].split(b"/")[0]) <= _CPUS
+    except (OSError, ValueError, IndexError):
+        return True  # not Linux: no way to tell, assume it is
 
 
 def _take(control, fd, request, status_fd):

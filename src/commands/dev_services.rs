@@ -134,14 +134,20 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn pg_command(bin: &Path, program: &str) -> Command {
+/// A PostgreSQL program, run as the `postgres` system user when we are root
+/// (it refuses to run as root). The uid is switched in the child itself,
+/// not through `runuser`, so the server is our direct child and our signals
+/// reach it.
+fn pg_command(bin: &Path, program: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(bin.join(program));
     if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
-        c
-    } else {
-        Command::new(bin.join(program))
+        let user = nix::unistd::User::from_name("postgres")
+            .context("looking up the postgres user")?
+            .context("running as root needs the `postgres` system user (Debian's postgresql package creates it)")?;
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        command.env("HOME", &user.dir);
     }
+    Ok(command)
 }
 
 async fn start_postgres(data_dir: &Path) -> anyhow::Result<(Child, String)> {
@@ -157,22 +163,28 @@ async fn start_postgres(data_dir: &Path) -> anyhow::Result<(Child, String)> {
             .status()
             .context("chown of the PostgreSQL data folder")?;
         anyhow::ensure!(status.success(), "chown of {} failed", pgdata.display());
-        // The postgres user must be able to reach the folder.
-        let mut dir = pgdata.parent();
-        while let Some(d) = dir {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(d) {
-                let mode = meta.permissions().mode();
-                if mode & 0o001 == 0 {
-                    let _ =
-                        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o001));
-                }
+        // The postgres user must be able to reach the folder. We open up
+        // only the dev folder itself; a closed ancestor is the user's call.
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(dev_dir) = pgdata.parent() {
+            let mode = std::fs::metadata(dev_dir)?.permissions().mode();
+            std::fs::set_permissions(dev_dir, std::fs::Permissions::from_mode(mode | 0o001))?;
+            let mut dir = dev_dir.parent();
+            while let Some(d) = dir {
+                let mode = std::fs::metadata(d)?.permissions().mode();
+                anyhow::ensure!(
+                    mode & 0o001 != 0,
+                    "the postgres user cannot reach {} ({} is not searchable by others); \
+                     set RUNEFLOW_DEV_DIR to a folder under /tmp",
+                    pgdata.display(),
+                    d.display()
+                );
+                dir = d.parent();
             }
-            dir = d.parent();
         }
     }
     if !pgdata.join("PG_VERSION").exists() {
-        let out = pg_command(&bin, "initdb")
+        let out = pg_command(&bin, "initdb")?
             .args(["-D"])
             .arg(&pgdata)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
@@ -186,7 +198,7 @@ async fn start_postgres(data_dir: &Path) -> anyhow::Result<(Child, String)> {
         );
     }
     let port = free_port()?;
-    let child = pg_command(&bin, "postgres")
+    let child = pg_command(&bin, "postgres")?
         .arg("-D")
         .arg(&pgdata)
         .args([
