@@ -449,7 +449,6 @@ async fn child_environment_is_scrubbed() {
 /// A descriptor the worker inherited from whatever started it (a
 /// supervisor's pipe, a socket-activation fd) must not reach user code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: descriptors the worker inherited without close-on-exec reach the zygote and every child; see the worker_faults report"]
 async fn inherited_descriptors_do_not_reach_the_child() {
     let env = TestEnv::new().await;
     let secret = std::env::temp_dir().join(format!("{}-supervisor-secret", env.name));
@@ -578,7 +577,6 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
 /// in its own process group and nothing kills it: it runs until its
 /// workflow next writes to the dead socket or returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: the child outlives its SIGKILLed worker and zygote (no PR_SET_PDEATHSIG); see the worker_faults report"]
 async fn killed_worker_leaves_no_running_child() {
     let env = TestEnv::new().await;
     let markers = marker_dir(&env);

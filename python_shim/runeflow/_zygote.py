@@ -16,6 +16,7 @@ returns into the zygote's loop: it leaves with os._exit.
 """
 
 import _signal
+import ctypes
 import gc
 import importlib
 import linecache
@@ -58,6 +59,9 @@ def main(control, boot):
     before forking, enabled again in each child, whose collections then
     never touch (and so never copy) the preloaded objects.
     """
+    # Only the control socket (fd 0) and stdout/stderr are ours: close what
+    # the worker inherited from its own parent, so no execution gets it.
+    os.closerange(3, _max_fd())
     gc.disable()
     _preload(list(_SHIM_MODULES) + list(boot.get("preload") or ()))
     _prepare_children(boot)
@@ -69,6 +73,28 @@ def main(control, boot):
         _serve(control)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole terminal group
         sys.exit(130)
+
+
+def _max_fd():
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return 65536
+
+
+def _die_with_zygote(zygote):
+    """SIGKILL this process when the zygote exits (Linux), however it exits.
+
+    The zygote exits when its worker is gone (EOF on the control socket, or
+    killed with the worker's process group); an execution must not go on
+    running user code then, in parallel with its re-run elsewhere.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != zygote:
+        os._exit(1)  # the zygote died before prctl took effect
 
 
 def _preload(names):
@@ -111,6 +137,7 @@ def _serve(control):
 def _fork_spare(control):
     """Forks a spare and waits until it stops serving: (status byte, pid)."""
     read_end, write_end = os.pipe()
+    zygote = os.getpid()
     _flush_std()  # or the child would repeat whatever the zygote buffered
     try:
         pid = os.fork()
@@ -120,6 +147,7 @@ def _fork_spare(control):
         raise
     if pid == 0:
         os.close(read_end)
+        _die_with_zygote(zygote)
         _spare(control, write_end)  # never returns
     os.close(write_end)
     try:
