@@ -110,6 +110,10 @@ fn start_worker(database_url: &str, redis_url: &str, prefix: &str) -> std::io::R
         .env("REDIS_URL", redis_url)
         .env("RUNEFLOW_REDIS_PREFIX", prefix)
         .env("RUNEFLOW_CONCURRENCY", "4")
+        .env(
+            "RUNEFLOW_PYTHON",
+            real_python().unwrap_or_else(|_| "python3".to_owned()),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -309,7 +313,7 @@ async fn import_ratio(b: &Bench) -> anyhow::Result<(f64, f64)> {
     let script = "import sys, time\nsys.path.insert(0, sys.argv[1])\nt = time.perf_counter()\nimport bigpkg\nprint((time.perf_counter() - t) * 1000)\n";
     let mut disk_runs = Vec::new();
     for run in 0..16 {
-        let out = Command::new("python3")
+        let out = Command::new(real_python()?)
             .args(["-I", "-c", script])
             .arg(&dir)
             .output()?;
@@ -332,7 +336,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// what the zygote imports.
 fn python_fork_latency() -> anyhow::Result<Duration> {
     let script = "import os, time, json, asyncio, logging, traceback, gc\ngc.freeze()\nr = []\nfor _ in range(200):\n    t = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n    r.append(time.perf_counter() - t)\nr.sort()\nprint(r[len(r)//2])\n";
-    let out = Command::new("python3")
+    let out = Command::new(real_python()?)
         .args(["-I", "-c", script])
         .output()?;
     anyhow::ensure!(out.status.success(), "fork baseline failed");
@@ -346,7 +350,7 @@ fn python_start_latency() -> anyhow::Result<Duration> {
     let mut runs = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        let status = Command::new("python3")
+        let status = Command::new(real_python()?)
             .args(["-I", "-S", "-c", "pass"])
             .status()?;
         anyhow::ensure!(status.success());
@@ -367,4 +371,13 @@ async fn clear_prefix(store: &ModuleStore, prefix: &str) {
             let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
         }
     }
+}
+
+/// The interpreter `python3` really is (pyenv's shim is a shell script that
+/// would add tens of milliseconds to every start).
+fn real_python() -> anyhow::Result<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

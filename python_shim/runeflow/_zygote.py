@@ -7,22 +7,21 @@ needs no execution, then reads the control socket itself. The first valid
 with its own pid, tells the zygote (one byte on a private pipe) and runs.
 The zygote then forks the next spare, while the execution runs.
 
-So a `spawn` costs neither a fork nor any work in the zygote, and the
-zygote, which shares its memory with every child, touches (and so copies)
-very little of it per execution. Exactly one process reads the control
-socket at any time: the current spare, or the zygote itself when it could
-not fork one (it then answers `spawn` with an error). A forked child never
-returns into the zygote's loop: it leaves with os._exit.
+So neither the fork nor the child's start-up is on the path of a `spawn`,
+and the zygote, which shares its memory with every child, touches (and so
+copies) very little of it per execution: no JSON, no reply, just the fork.
+Exactly one process reads the control socket at any time: the current
+spare, or the zygote itself when it could not fork one (it then answers
+`spawn` with an error). A forked child never returns into the zygote's
+loop: it leaves with os._exit.
 """
 
 import _signal
 import ctypes
 import gc
 import importlib
-import linecache
 import os
 import resource
-import select
 import signal
 import socket
 import sys
@@ -32,13 +31,6 @@ from runeflow import _protocol
 #: Shim modules every child uses; imported before gc.freeze() so forks share them.
 _SHIM_MODULES = ("runeflow._protocol", "runeflow._hook", "runeflow._output",
                  "runeflow._runner", "runeflow._resources")
-
-#: CPUs this process may run on (see _machine_idle).
-_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-#: Longest wait, in seconds, before the next spare is forked while an
-#: execution runs (see _let_it_run).
-_LET_IT_RUN = 0.05
 
 #: Young-object collections in a child: fewer, larger ones than the default
 #: 700 (a short run then rarely collects at all). Cycles are still collected.
@@ -123,19 +115,17 @@ def _serve(control):
     """Keeps a spare on the control socket until the socket closes."""
     while True:
         try:
-            status, pid = _fork_spare(control)
+            status = _fork_spare(control)
         except OSError as exc:  # cannot fork now: answer the next request ourselves
-            status, pid = _refuse_one(control, f"fork failed: {exc}"), None
+            status = _refuse_one(control, f"fork failed: {exc}")
         if status == _EOF:
             return
         if status == _BROKEN:
             sys.exit(1)
-        if status == _TAKEN:
-            _let_it_run(control, pid)
 
 
 def _fork_spare(control):
-    """Forks a spare and waits until it stops serving: (status byte, pid)."""
+    """Forks a spare and waits until it stops serving; returns its status byte."""
     read_end, write_end = os.pipe()
     zygote = os.getpid()
     _flush_std()  # or the child would repeat whatever the zygote buffered
@@ -151,27 +141,9 @@ def _fork_spare(control):
         _spare(control, write_end)  # never returns
     os.close(write_end)
     try:
-        return os.read(read_end, 1), pid  # b"" if the spare died without a word
+        return os.read(read_end, 1)  # b"" if the spare died without a word
     finally:
         os.close(read_end)
-
-
-def _let_it_run(control, pid):
-    """Waits before forking the next spare, so the two do not share the CPU.
-
-    Forking and setting up a spare costs a few milliseconds of CPU time;
-    spent while a short execution runs, it slows that execution down. So
-    the zygote waits until the child `pid` exits, a request is waiting (the
-    spare is needed now) or _LET_IT_RUN seconds have passed (a long run).
-    """
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # no pidfd support, or the child is gone
-        return
-    try:
-        select.select([pidfd, control], [], [], _LET_IT_RUN)
-    finally:
-        os.close(pidfd)
 
 
 def _refuse_one(control, why):
@@ -229,11 +201,6 @@ def _spare(control, status_fd):
         gc.enable()
         # The C function: signal.signal's enum conversions cost ~20 page faults.
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        if not _request_waiting(control) and _machine_idle():
-            try:
-                _warm_up(control)  # idle time: pay the first-touch costs now
-            except Exception:  # only an optimisation: never fail the spare for it
-                pass
         while True:
             request, fds, status = _read_request(control)
             if request is None:
@@ -256,98 +223,6 @@ def _spare(control, status_fd):
             os._exit(0)
 
 
-#: Top-level name of the dummy package a spare imports to warm up. It is
-#: served by a dummy channel and forgotten again before any execution, so
-#: a workspace folder of that name is not affected.
-_WARM_UP_NAME = "__runeflow_warm_up__"
-
-
-def _warm_up(control):
-    """Runs, on dummy data, the code a `spawn` and a `run` start with.
-
-    The first run of any code in a forked process copies the memory pages
-    it writes to (reference counts, caches, allocator pools: ~3 us a page).
-    An idle spare pays those copies here, so its execution does not: this
-    halves the page faults between `spawn` and `result`, at the price of a
-    little CPU time that nobody is waiting for. It stops as soon as a
-    request is waiting, and it leaves no trace: every process-wide change
-    (import machinery, sys.modules, linecache) is undone.
-    """
-    from runeflow import _hook, _runner
-    ours, theirs = socket.socketpair()
-    try:
-        # A `spawn` with a descriptor, read as _read_request reads it; the reply.
-        frame = _protocol.encode({"op": "spawn", "execution_id": "", "rlimits": {}})
-        socket.send_fds(theirs, [frame[:1]], [theirs.fileno()])
-        theirs.sendall(frame[1:])
-        _request, fds = _protocol.recv_with_fds(ours, maxfds=1)
-        for fd in fds:
-            os.close(fd)
-        _protocol.send(ours, {"op": "spawned", "pid": 0})
-        if _request_waiting(control):
-            return
-        # A `run`, then the import of a namespace package and a module through
-        # the hook, served over a Channel as the child's are.
-        name, root = _WARM_UP_NAME, "/" + _WARM_UP_NAME
-        for message in (
-                {"op": "run", "execution_id": "", "path": "m.py", "module": None,
-                 "function": "f", "parameters": {}, "top_level": [name], "root": root,
-                 "max_log_bytes": 0},
-                {"found": True, "kind": "namespace", "path": name},
-                {"found": True, "kind": "module", "path": name + "/m.py", "source": "X = 1\n"}):
-            theirs.sendall(_protocol.encode(message))
-        channel = _protocol.Channel(socket.socket(
-            socket.AF_UNIX, socket.SOCK_STREAM, 0, os.dup(ours.fileno())))
-        try:
-            message = _runner._validate(channel.recv())
-            workspace = _hook.Workspace(channel, message["root"], message["top_level"])
-            _warm_up_import(_hook, workspace, name)
-            _runner._success_frame(1)
-        finally:
-            channel.sock.close()
-    finally:
-        ours.close()
-        theirs.close()
-
-
-def _warm_up_import(_hook, workspace, name):
-    """Imports `name`.m through the workspace hook, then forgets it."""
-    meta_path, path_hooks = sys.meta_path[:], sys.path_hooks[:]
-    try:
-        sys.meta_path.insert(0, _hook.WorkspaceFinder(workspace))
-        sys.path_hooks.insert(0, workspace.path_hook)
-        importlib.import_module(name + ".m")
-    finally:
-        sys.meta_path[:] = meta_path
-        sys.path_hooks[:] = path_hooks
-        sys.modules.pop(name + ".m", None)
-        sys.modules.pop(name, None)
-        sys.path_importer_cache.pop(workspace.abspath(name), None)
-        linecache.cache.pop(workspace.abspath(name + "/m.py"), None)
-
-
-def _request_waiting(control):
-    return bool(select.select([control], [], [], 0)[0])
-
-
-def _machine_idle():
-    """True when a CPU is free now and was, on average, over the last minute.
-
-    The warm-up only moves work off an execution's path; on a saturated
-    machine it would just be extra work. /proc/loadavg gives both the load
-    average and the tasks runnable right now (this one included).
-    """
-    try:
-        fd = os.open("/proc/loadavg", os.O_RDONLY)
-        try:
-            fields = os.read(fd, 256).split()
-        finally:
-            os.close(fd)
-        return float(fields[0]) < _CPUS and int(fields[3].split(b"/")[0]) <= _CPUS
-    except (OSError, ValueError, IndexError):
-        return True  # not Linux: no way to tell, assume it is
-
-
 def _take(control, fd, request, status_fd):
     """Turns the spare into the child of the execution on `fd` (never
     returns, unless the worker is gone before the reply: then _EOF)."""
@@ -360,7 +235,7 @@ def _take(control, fd, request, status_fd):
     if _send(control, {"op": "spawned", "pid": os.getpid()}) is not None:
         os.close(fd)
         return _EOF
-    os.write(status_fd, _TAKEN)  # the zygote forks the next spare now
+    os.write(status_fd, _TAKEN)  # the zygote forks the next spare while we run
     os.close(status_fd)
     _child(control, fd, request, setup_error)
 

@@ -121,8 +121,7 @@ class ZygoteTest(unittest.TestCase):
         self.assertEqual(execution.value, [execution.pid, execution.pid, WORKER.process.pid])
 
     def test_a_killed_spare_is_replaced(self):
-        # The zygote's only live child between executions is its spare
-        # (forked once the previous execution's child has exited).
+        # The zygote's only live child between executions is its spare.
         deadline = time.monotonic() + 5
         while not (spares := children_of(WORKER.process.pid)) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -130,24 +129,6 @@ class ZygoteTest(unittest.TestCase):
             os.kill(pid, signal.SIGKILL)
         self.assertEqual(run({"flows/main.py": "def main():\n    return 1\n"}).value, 1)
         self.assertTrue(spares)
-
-    def test_warm_up_leaves_no_trace(self):
-        execution = run({"flows/main.py": """
-            import linecache, socket, sys
-            import helpers
-            def snapshot():
-                return [sorted(sys.modules), list(sys.meta_path), list(sys.path_hooks),
-                        sorted(map(str, sys.path_importer_cache)), sorted(linecache.cache)]
-            def main():
-                before = snapshot()
-                idle_control, _ = socket.socketpair()
-                sys.modules["runeflow._zygote"]._warm_up(idle_control)
-                after = snapshot()
-                import helpers.more
-                return [before == after, helpers.more.VALUE]
-        """, "helpers/__init__.py": "", "helpers/more.py": "VALUE = 3\n"})
-        self.assertEqual(execution.value, [True, 3], execution.error)
-        self.assertEqual(execution.finds(), ["flows", "flows.main", "helpers", "helpers.more"])
 
     def test_children_do_not_share_state(self):
         files = {"flows/main.py": """
