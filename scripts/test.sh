@@ -20,6 +20,9 @@ export RUST_BACKTRACE=0
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The shim's own tests (a Python stand-in of the worker); the Rust tests
+# below run the same shim through the real worker.
+python3 -m unittest discover -s python_shim/tests
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -245,8 +245,9 @@ def _child(control, fd, request, setup_error):
     status = 1
     channel = None
     try:
-        # Family and type given: no getsockname/getsockopt calls.
-        channel = _protocol.Channel(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd))
+        # The C socket type, family and type given: no getsockname/getsockopt
+        # calls, and none of socket.py's Python layer (~30 page faults).
+        channel = _protocol.Channel(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
         if setup_error is not None:
             raise setup_error
         _prepare_child(control, request)
