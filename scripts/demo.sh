@@ -19,7 +19,7 @@ bin=target/release/runeflow
 work=$(mktemp -d /tmp/runeflow-demo.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 unset DATABASE_URL REDIS_URL
-export RUNEFLOW_BIND="127.0.0.1:$port" RUNEFLOW_DEV_DIR="$work/data" RUST_LOG=warn
+export RUNEFLOW_BIND="127.0.0.1:$port" RUNEFLOW_DEV_DIR="$work" RUST_LOG=warn
 "$bin" dev > "$work/dev.log" 2>&1 &
 dev_pid=$!
 cleanup() {

@@ -175,7 +175,7 @@ async fn start_postgres(data_dir: &Path) -> anyhow::Result<(Child, String)> {
                 anyhow::ensure!(
                     mode & 0o001 != 0,
                     "the postgres user cannot reach {} ({} is not searchable by others); \
-                     set RUNEFLOW_DEV_DIR to a folder under /tmp",
+                     make it searchable (chmod o+x) or set RUNEFLOW_DEV_DIR elsewhere",
                     pgdata.display(),
                     d.display()
                 );
