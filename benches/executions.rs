@@ -12,6 +12,8 @@
 //! `RUNEFLOW_TEST_REDIS_URL`); creates and drops its own database and uses
 //! its own Redis prefix. Workers are the release `runeflow worker` binary.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,20 +21,16 @@ use runeflow_api::AppState;
 use runeflow_api::queue::JobQueue;
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::jobs::finished_channel;
-use runeflow_shared::redis_conn;
-use runeflow_shared::store::{ModuleStore, Publisher};
+use runeflow_shared::store::Publisher;
 use runeflow_shared::workspace::Workspace;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
+use support::BenchEnv;
 
 const LATENCY_RUNS: usize = 300;
 const THROUGHPUT_RUNS: usize = 3_000;
 const IMPORT_MODULES: usize = 100;
 const TOKEN: &str = "bench";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 struct Bench {
     client: reqwest::Client,
@@ -42,25 +40,13 @@ struct Bench {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = env_or(
-        "RUNEFLOW_TEST_DATABASE_URL",
-        "postgres://postgres@127.0.0.1:5432/postgres",
+    let env = BenchEnv::create(format!("rf_bench_exec_{}", std::process::id())).await?;
+    let (name, database_url, redis_url) = (
+        env.name.clone(),
+        env.database_url.clone(),
+        env.redis_url.clone(),
     );
-    let redis_url = env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0");
-    let name = format!("rf_bench_exec_{}", std::process::id());
-    let admin = Database::connect(admin_url.as_str()).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let root = admin_url
-        .rsplit_once('/')
-        .map(|(r, _)| r)
-        .unwrap_or(&admin_url);
-    let database_url = format!("{root}/{name}");
-    let db = Database::connect(database_url.as_str()).await?;
-    runeflow::commands::init::migrate(&db).await?;
-    let store = ModuleStore::new(redis_conn::connect(&redis_url).await?, &name);
-
+    let (db, store) = (env.db.clone(), env.store.clone());
     let workspace = Workspace::new(db.clone(), Publisher::new(store.clone()), 8 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -95,11 +81,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(());
     let _ = server.await;
-    clear_prefix(&store, &name).await;
-    db.close().await.ok();
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await?;
+    env.remove().await?;
     result
 }
 
@@ -311,9 +293,10 @@ async fn import_ratio(b: &Bench) -> anyhow::Result<(f64, f64)> {
     }
     std::fs::write(dir.join("bigpkg/__init__.py"), init)?;
     let script = "import sys, time\nsys.path.insert(0, sys.argv[1])\nt = time.perf_counter()\nimport bigpkg\nprint((time.perf_counter() - t) * 1000)\n";
+    let python = real_python()?;
     let mut disk_runs = Vec::new();
     for run in 0..16 {
-        let out = Command::new(real_python()?)
+        let out = Command::new(&python)
             .args(["-I", "-c", script])
             .arg(&dir)
             .output()?;
@@ -347,30 +330,17 @@ fn python_fork_latency() -> anyhow::Result<Duration> {
 
 /// p50 of starting `python3 -I -S -c pass` (30 runs).
 fn python_start_latency() -> anyhow::Result<Duration> {
+    let python = real_python()?;
     let mut runs = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        let status = Command::new(real_python()?)
+        let status = Command::new(&python)
             .args(["-I", "-S", "-c", "pass"])
             .status()?;
         anyhow::ensure!(status.success());
         runs.push(t.elapsed());
     }
     Ok(pct(&mut runs, 0.5))
-}
-
-async fn clear_prefix(store: &ModuleStore, prefix: &str) {
-    let mut conn = store.connection();
-    for pattern in [format!("{prefix}:*"), format!("{prefix}-executions*")] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        for chunk in keys.chunks(1000) {
-            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
-        }
-    }
 }
 
 /// The interpreter `python3` really is (pyenv's shim is a shell script that

@@ -10,21 +10,20 @@
 //! `RUNEFLOW_TEST_REDIS_URL`, defaults on 127.0.0.1); it creates and drops a
 //! database of its own and uses its own Redis key prefix.
 
+mod support;
+
 use std::time::{Duration, Instant};
+
+use support::BenchEnv;
 
 use runeflow_api::AppState;
 use runeflow_shared::hash::content_hash;
-use runeflow_shared::redis_conn;
 use runeflow_shared::store::{ModuleStore, Publisher, rebuild};
 use runeflow_shared::workspace::Workspace;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 const PUTS: usize = 1_000;
 const MODULES: usize = 10_000;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 fn module_source(i: usize) -> String {
     format!(
@@ -34,31 +33,9 @@ fn module_source(i: usize) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = env_or(
-        "RUNEFLOW_TEST_DATABASE_URL",
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    );
-    let redis_url = env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0");
-    let name = format!("rf_bench_{}", std::process::id());
-    let admin = Database::connect(admin_url.as_str()).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let root = admin_url
-        .rsplit_once('/')
-        .map(|(r, _)| r)
-        .unwrap_or(&admin_url);
-    let db = Database::connect(format!("{root}/{name}").as_str()).await?;
-    runeflow::commands::init::migrate(&db).await?;
-    let store = ModuleStore::new(redis_conn::connect(&redis_url).await?, &name);
-
-    let result = run(&db, &store).await;
-
-    clear_prefix(&store, &name).await;
-    db.close().await.ok();
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await?;
+    let env = BenchEnv::create(format!("rf_bench_{}", std::process::id())).await?;
+    let result = run(&env.db, &env.store).await;
+    env.remove().await?;
     result
 }
 
@@ -125,7 +102,7 @@ async fn bench_puts(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let queue = runeflow_api::queue::JobQueue::new(store.connection(), store.keys().prefix());
     let waiters = runeflow_api::waiters::Waiters::spawn(
-        env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        support::env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         runeflow_shared::jobs::finished_channel(store.keys().prefix()),
     );
     let server = tokio::spawn(runeflow_api::serve(
@@ -215,7 +192,7 @@ async fn bench_warm(
         ))
         .await?;
     }
-    clear_prefix(store, store.keys().prefix()).await;
+    support::clear_prefix(store, store.keys().prefix()).await;
     let started = Instant::now();
     let report = rebuild(store, db).await?;
     let init = started.elapsed();
@@ -225,7 +202,7 @@ async fn bench_warm(
         report.files
     );
 
-    clear_prefix(store, store.keys().prefix()).await;
+    support::clear_prefix(store, store.keys().prefix()).await;
     let mut conn = store.connection();
     let started = Instant::now();
     let mut pipe = redis::pipe();
@@ -248,18 +225,6 @@ async fn truncate(db: &DatabaseConnection) -> anyhow::Result<()> {
     db.execute_unprepared("TRUNCATE workspace_files CASCADE")
         .await?;
     Ok(())
-}
-
-async fn clear_prefix(store: &ModuleStore, prefix: &str) {
-    let mut conn = store.connection();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(1000) {
-        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
-    }
 }
 
 /// tree-sitter detection of a ~4 MB valid source vs CPython's own parser
