@@ -24,7 +24,6 @@ import importlib
 import os
 import resource
 import signal
-import socket
 import sys
 
 from runeflow import _protocol
@@ -95,9 +94,11 @@ def _find_prctl():
     ~60 page faults and ~0.2 ms of CPU time.
     """
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
+    prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE, harmless: binds the call's symbols here, once
+    return prctl
 
 
 _PRCTL = _find_prctl()
