@@ -143,6 +143,11 @@ async fn run(b: &Bench) -> anyhow::Result<()> {
         met(pct(&mut latencies, 0.99) <= Duration::from_millis(20))
     );
 
+    println!(
+        "  split (medians over the runs above): {}",
+        b.split().await?
+    );
+
     let (rate, took) = throughput(b).await?;
     println!(
         "throughput: {THROUGHPUT_RUNS} no-op executions in {:.2} s = {rate:.0} executions/s (goal >= 1000: {})",
@@ -208,6 +213,30 @@ impl Bench {
         Ok(())
     }
 
+    /// Medians of queue→start, start→finish and the child's own duration
+    /// over every finished execution so far, from the rows' timestamps.
+    async fn split(&self) -> anyhow::Result<String> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - queued_at)) * 1000, \
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) * 1000, \
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms::float8) \
+                 FROM executions WHERE status = 'success'"
+                    .to_owned(),
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row"))?;
+        let get = |i| row.try_get_by_index::<f64>(i).unwrap_or(f64::NAN);
+        Ok(format!(
+            "queue->start {:.2} ms, start->finish {:.2} ms, child {:.0} ms (whole ms)",
+            get(0),
+            get(1),
+            get(2)
+        ))
+    }
+
     async fn count(&self, sql: &str) -> anyhow::Result<i64> {
         let row = self
             .db
@@ -234,6 +263,10 @@ async fn throughput(b: &Bench) -> anyhow::Result<(f64, Duration)> {
     for r in results {
         r?;
     }
+    println!(
+        "  enqueue of {THROUGHPUT_RUNS} took {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let target = before + THROUGHPUT_RUNS as i64;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

@@ -69,6 +69,9 @@ boot = json.loads(recv_exact(control, int.from_bytes(recv_exact(control, 4), "bi
 if boot.get("op") != "boot" or not isinstance(boot.get("shim"), dict):
     sys.exit("runeflow bootstrap: the first control frame must be `boot`")
 sys.meta_path.insert(0, ShimImporter(boot["shim"]))
-import runeflow._zygote  # noqa: E402 - only importable now
-
-runeflow._zygote.main(control, boot)
+if boot.get("role") == "compiler":
+    import runeflow._compiler  # noqa: E402 - only importable now
+    runeflow._compiler.main(control, boot)
+else:
+    import runeflow._zygote  # noqa: E402 - only importable now
+    runeflow._zygote.main(control, boot)

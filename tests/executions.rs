@@ -191,3 +191,67 @@ async fn failures_are_recorded_with_virtual_tracebacks() {
     worker.stop().await;
     env.cleanup().await;
 }
+
+/// The workflow's imports arrive with `run` as code objects from the
+/// worker's compiler (no `find` round trip, no `compile()` in the child);
+/// what the child cannot know in advance (a name built at run time) is
+/// still asked for; tracebacks and `inspect` read the source lazily.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_arrive_compiled_with_the_run() {
+    let env = TestEnv::new().await;
+    let worker = env.start_worker(test_worker_config()).await;
+    env.put_files(&[
+        (
+            "pkg/__init__.py",
+            "from . import alpha\nfrom .beta import BETA\n",
+        ),
+        (
+            "pkg/alpha.py",
+            "import pkg.gamma as gamma\nALPHA = gamma.G + 1\n",
+        ),
+        ("pkg/beta.py", "BETA = 'b'\n"),
+        ("pkg/gamma.py", "G = 41\n"),
+        (
+            "pkg/late.py",
+            "def boom():\n    raise RuntimeError('late')  # shown\n",
+        ),
+        (
+            "flows/compiled.py",
+            r#"import importlib, inspect, traceback
+from runeflow import workflow
+import pkg
+
+def how(module):
+    return "code" if module.__loader__._code is not None else "source"
+
+@workflow
+def compiled():
+    late = importlib.import_module("pkg." + "late")
+    try:
+        late.boom()
+    except RuntimeError:
+        tb = traceback.format_exc()
+    return {
+        "alpha": pkg.alpha.ALPHA, "beta": pkg.BETA,
+        "loaded": {m.__name__: how(m) for m in (pkg, pkg.alpha, pkg.gamma, late)},
+        "source": inspect.getsource(late.boom),
+        "tb_shows_line": "raise RuntimeError('late')  # shown" in tb,
+    }
+"#,
+        ),
+    ])
+    .await;
+    let e = env.execute("compiled", json!({})).await;
+    assert_eq!(e["status"], "success", "{e}");
+    let r = &e["result"];
+    assert_eq!(r["alpha"], 42, "{e}");
+    assert_eq!(r["beta"], "b");
+    assert_eq!(r["loaded"]["pkg"], "code", "{e}");
+    assert_eq!(r["loaded"]["pkg.alpha"], "code");
+    assert_eq!(r["loaded"]["pkg.gamma"], "code");
+    // Imported by a computed name: not prefetched, served on request.
+    assert_eq!(r["loaded"]["pkg.late"], "source");
+    assert!(r["source"].as_str().unwrap().contains("# shown"), "{e}");
+    assert_eq!(r["tb_shows_line"], true, "{e}");
+    drop(worker);
+}

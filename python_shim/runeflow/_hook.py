@@ -34,11 +34,13 @@ import importlib.machinery
 import importlib.util
 import io
 import linecache
+import marshal
 import os
 import posixpath
 import sys
 
 from runeflow import _protocol
+from runeflow._compile import compile_source, normalise_source
 
 try:
     from importlib._bootstrap_external import _NamespacePath
@@ -54,10 +56,12 @@ _KINDS = ("module", "package", "namespace")
 class Workspace:
     """One execution's view of the workspace: its root, names and channel."""
 
-    def __init__(self, channel, root, top_level):
+    def __init__(self, channel, root, top_level, prefetched=None):
         self.channel = channel
         self.root = posixpath.normpath(root)
         self.top_level = frozenset(top_level)
+        #: dotted name -> find result the worker sent with `run` (see find)
+        self.prefetched = prefetched or {}
 
     # -- names and paths ------------------------------------------------
 
@@ -91,7 +95,16 @@ class Workspace:
             raise error(f"workspace files are served to the execution's own process only: {exc}") from None
 
     def find(self, dotted):
-        """(kind, rel path, source or None) for a dotted name, or None."""
+        """(kind, rel path, source, code) for a dotted name, or None.
+
+        The first lookup of a module the worker sent along with `run` costs
+        no round trip; it is used once, so a later lookup (a reload) asks
+        the worker like any other. `code` is a marshalled code object from
+        the worker's trusted compiler, or None (then `source` is set).
+        """
+        hit = self.prefetched.pop(dotted, None)
+        if hit is not None:
+            return hit
         reply = self._ask({"op": "find", "name": dotted}, ImportError)
         if not _found(reply):
             return None
@@ -100,7 +113,7 @@ class Workspace:
             raise ImportError(f"bad find reply for {dotted!r}: {reply!r}", name=dotted)
         if kind != "namespace" and not isinstance(source, str):
             raise ImportError(f"find reply for {dotted!r} has no source", name=dotted)
-        return kind, path, source
+        return kind, path, source, None
 
     def read(self, rel):
         """Text of a workspace file, or None when there is none."""
@@ -125,14 +138,14 @@ class Workspace:
 
     def spec(self, fullname, found):
         """The ModuleSpec a disk FileFinder would build for `found`."""
-        kind, rel, source = found
+        kind, rel, source, code = found
         location = self.abspath(rel)
         if kind == "namespace":
             spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
             spec.submodule_search_locations = [location]
             return spec
         is_package = kind == "package"
-        loader = WorkspaceLoader(self, fullname, location, source, is_package)
+        loader = WorkspaceLoader(self, fullname, location, source, is_package, code)
         return importlib.util.spec_from_file_location(
             fullname, location, loader=loader,
             submodule_search_locations=[] if is_package else None)
@@ -236,20 +249,6 @@ class WorkspaceFinder:
         return f"WorkspaceFinder({self.workspace.root!r})"
 
 
-def normalise_source(source):
-    """Source text as a disk loader would decode it (BOM, universal newlines).
-
-    The worker sends text (the file's UTF-8 content); bytes are decoded as
-    ``importlib.util.decode_source`` does (PEP 263 cookie). compile() of a
-    str ignores any coding cookie, so a cookie never re-decodes text.
-    """
-    if isinstance(source, bytes):
-        return importlib.util.decode_source(source)
-    if source.startswith("\ufeff"):
-        source = source[1:]
-    return source.replace("\r\n", "\n").replace("\r", "\n")
-
-
 def seed_linecache(filename, source):
     """Lets tracebacks, inspect and doctest show the source of `filename`.
 
@@ -262,17 +261,22 @@ def seed_linecache(filename, source):
 
 
 class WorkspaceLoader(importlib.abc.ExecutionLoader, importlib.abc.ResourceLoader):
-    """Loads one workspace module from the source the worker sent with `find`.
+    """Loads one workspace module from what the worker sent with `find`.
 
+    Either source (compiled here) or a marshalled code object from the
+    worker's trusted compiler, made by the same ``compile_source`` from the
+    same text; then the source is fetched only when something asks for it
+    (a traceback, ``inspect``), through ``linecache``'s lazy entries.
     A new loader is made on every `find`, so ``importlib.reload`` runs the
-    source the worker serves now, never a cached copy.
+    module the worker serves now, never a cached copy.
     """
 
-    def __init__(self, workspace, fullname, path, source, is_package):
+    def __init__(self, workspace, fullname, path, source, is_package, code=None):
         self.name = fullname
         self.path = path
         self._workspace = workspace
-        self._source = normalise_source(source)
+        self._source = None if source is None else normalise_source(source)
+        self._code = code if self._source is None else None
         self._is_package = is_package
 
     def _check_name(self, fullname):
@@ -288,8 +292,11 @@ class WorkspaceLoader(importlib.abc.ExecutionLoader, importlib.abc.ResourceLoade
 
     def _compile(self):
         # Compiled in memory: nothing is written to a __pycache__.
-        seed_linecache(self.path, self._source)
-        return compile(self._source, self.path, "exec", dont_inherit=True)
+        if self._code is not None:
+            linecache.lazycache(self.path, {"__name__": self.name, "__loader__": self})
+            return marshal.loads(self._code)
+        seed_linecache(self.path, self.get_source(self.name))
+        return compile_source(self._source, self.path)
 
     def get_code(self, fullname):
         self._check_name(fullname)
@@ -297,6 +304,11 @@ class WorkspaceLoader(importlib.abc.ExecutionLoader, importlib.abc.ResourceLoade
 
     def get_source(self, fullname):
         self._check_name(fullname)
+        if self._source is None:
+            content = self._workspace.read(self._workspace.relpath(self.path))
+            if content is None:
+                raise ImportError(f"source of {self.name!r} is gone", name=self.name)
+            self._source = normalise_source(content)
         return self._source
 
     def is_package(self, fullname):
@@ -329,10 +341,10 @@ class WorkspaceLoader(importlib.abc.ExecutionLoader, importlib.abc.ResourceLoade
         return f"<WorkspaceLoader {self.name!r} from {self.path!r}>"
 
 
-def install(channel, root, top_level):
+def install(channel, root, top_level, prefetched=None):
     """Makes the workspace importable in this process; returns the Workspace."""
     sys.dont_write_bytecode = True
-    workspace = Workspace(channel, root, top_level)
+    workspace = Workspace(channel, root, top_level, prefetched)
     _forget_shadowed(workspace)
     sys.meta_path.insert(0, WorkspaceFinder(workspace))
     sys.path_hooks.insert(0, workspace.path_hook)

@@ -46,6 +46,25 @@ def send(sock, message):
     sock.sendall(encode(message))
 
 
+def send_raw(sock, data):
+    """Sends bytes as one frame (a blob announced by the message before it)."""
+    sock.sendall(len(data).to_bytes(_HEADER, "big") + data)
+
+
+def recv_raw(sock, max_bytes=MAX_FRAME_BYTES):
+    """Reads one frame's bytes (a blob); ProtocolError at EOF or over the limit."""
+    header = recv_exact(sock, _HEADER)
+    if header is None:
+        raise ProtocolError("connection closed before a blob frame")
+    length = int.from_bytes(header, "big")
+    if length > max_bytes:
+        raise ProtocolError(f"frame of {length} bytes is over the limit of {max_bytes}")
+    body = recv_exact(sock, length) if length else b""
+    if body is None:
+        raise ProtocolError("connection closed in the middle of a frame")
+    return body
+
+
 def recv_exact(sock, size, first=b""):
     """Reads exactly `size` bytes; None on a clean EOF before any byte."""
     buf = bytearray(first)
@@ -138,6 +157,12 @@ class Channel:
         self._check_owner()
         with self.lock:
             return recv(self.sock)
+
+    def recv_raw(self):
+        """Reads one blob frame (right after `run`, when it announces one)."""
+        self._check_owner()
+        with self.lock:
+            return recv_raw(self.sock)
 
     def send(self, message):
         """Sends a message that has no reply (`log`, `result`)."""

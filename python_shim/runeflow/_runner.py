@@ -38,7 +38,8 @@ _RUN_FIELDS = {
 def run(channel):
     """Serves one execution on `channel`; raises only for protocol faults."""
     message = _validate(channel.recv())
-    workspace = _hook.install(channel, message["root"], message["top_level"])
+    prefetched = _prefetched(channel, message.get("prefetch"))
+    workspace = _hook.install(channel, message["root"], message["top_level"], prefetched)
     logs = _output.install(channel, message["max_log_bytes"])
     _install_excepthooks()
     runeflow.context._bind(message["execution_id"], message["parameters"])
@@ -61,6 +62,31 @@ def _validate(message):
     if not isinstance(message.get("module"), (str, type(None))):
         raise _protocol.ProtocolError("`run` module must be a string or null")
     return message
+
+
+def _prefetched(channel, entries):
+    """{dotted: find result} from the `prefetch` list of `run` and the blob
+    frame that follows it (the concatenated code objects, in list order)."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, list):
+        raise _protocol.ProtocolError("`run` prefetch must be a list")
+    blob = memoryview(channel.recv_raw())
+    found, offset = {}, 0
+    for entry in entries:
+        try:
+            name, kind, path = entry["name"], entry["kind"], entry["path"]
+            size, source = entry.get("code_len"), entry.get("source")
+        except (TypeError, KeyError):
+            raise _protocol.ProtocolError(f"bad prefetch entry {entry!r}") from None
+        code = None
+        if size is not None:
+            code = bytes(blob[offset:offset + size])
+            offset += size
+        found[name] = (kind, path, source, code)
+    if offset != len(blob):
+        raise _protocol.ProtocolError("prefetch blob does not match its entries")
+    return found
 
 
 def _install_excepthooks():
@@ -129,7 +155,7 @@ def _load_by_path(workspace, path):
     source = workspace.read(path)
     if source is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), workspace.abspath(path))
-    spec = workspace.spec(BY_PATH_MODULE, ("module", path, source))
+    spec = workspace.spec(BY_PATH_MODULE, ("module", path, source, None))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     try:

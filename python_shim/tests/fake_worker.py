@@ -13,6 +13,7 @@ can count round trips.
 """
 
 import json
+import marshal
 import os
 import signal
 import socket
@@ -172,6 +173,32 @@ class Workspace:
             return {"found": False}
         return {"found": True, "content": self.serve(path)}
 
+    def prefetch(self, names, root):
+        """(entries, blob) of `run`'s `prefetch`, compiled as the worker's
+        compiler does (source instead when it does not compile)."""
+        sys.path.insert(0, SHIM_DIR)
+        try:
+            from runeflow import _compile
+        finally:
+            sys.path.remove(SHIM_DIR)
+        entries, blobs = [], []
+        for name in names:
+            found = self.find(name)
+            if not found["found"]:
+                continue
+            entry = {"name": name, "kind": found["kind"], "path": found["path"]}
+            path = found["path"]
+            if found["kind"] != "namespace":  # served: a reload gets the next version
+                try:
+                    code = marshal.dumps(_compile.compile_source(
+                        _compile.normalise_source(found["source"]), f"{root}/{path}"))
+                    entry["code_len"] = len(code)
+                    blobs.append(code)
+                except SyntaxError:
+                    entry["source"] = found["source"]
+            entries.append(entry)
+        return entries, b"".join(blobs)
+
     def list(self, folder):
         prefix = folder.rstrip("/") + "/" if folder else ""
         entries = set()
@@ -258,18 +285,27 @@ class FakeWorker:
 
     def run(self, files, path, function, parameters=None, *, module="auto",
             execution_id="exec-1", max_log_bytes=1 << 20, rlimits=None, timeout=30,
-            top_level=None):
-        """Runs `function` of workspace file `path`; returns an Execution."""
+            top_level=None, prefetch=None):
+        """Runs `function` of workspace file `path`; returns an Execution.
+
+        `prefetch`: dotted names sent with `run` as code objects.
+        """
         workspace = Workspace(files)
         pid, sock = self.spawn(execution_id, rlimits)
         execution = Execution(status="died", pid=pid)
         try:
-            send_frame(sock, {
+            message = {
                 "op": "run", "execution_id": execution_id, "path": path,
                 "module": module_name(path) if module == "auto" else module,
                 "function": function, "parameters": parameters or {},
                 "top_level": workspace.top_level() if top_level is None else top_level,
-                "root": self.root, "max_log_bytes": max_log_bytes})
+                "root": self.root, "max_log_bytes": max_log_bytes}
+            blob = None
+            if prefetch is not None:
+                message["prefetch"], blob = workspace.prefetch(prefetch, self.root)
+            send_frame(sock, message)
+            if blob is not None:
+                sock.sendall(len(blob).to_bytes(4, "big") + blob)
             self._converse(sock, workspace, execution, time.monotonic() + timeout)
         finally:
             sock.close()

@@ -461,6 +461,85 @@ class LogsTest(unittest.TestCase):
         self.assertTrue(("é" * 99 + "\n") * 5 in kept)
 
 
+class PrefetchTest(unittest.TestCase):
+    """Modules sent with `run` as code objects (worker/src/prefetch.rs)."""
+
+    FILES = {
+        "flows/main.py": """
+            import inspect, traceback
+            import h.tiny
+            from h import boom
+            def main():
+                try:
+                    boom.fail()
+                except ValueError:
+                    tb = traceback.format_exc()
+                return [h.tiny.X, inspect.getsource(boom.fail), tb,
+                        boom.__file__ == boom.__spec__.origin == boom.fail.__code__.co_filename]
+        """,
+        "h/tiny.py": "X = 1\n",
+        "h/boom.py": "def fail():\n    raise ValueError('kaboom')  # the line\n",
+    }
+
+    def test_prefetched_modules_cost_no_find_and_source_comes_lazily(self):
+        execution = run(self.FILES, prefetch=["flows", "flows.main", "h", "h.tiny", "h.boom"])
+        self.assertEqual(execution.status, "success", execution.error)
+        value, source, tb, same_file = execution.value
+        self.assertEqual(value, 1)
+        self.assertEqual(source, "def fail():\n    raise ValueError('kaboom')  # the line\n")
+        self.assertIn("raise ValueError('kaboom')  # the line", tb)
+        self.assertIn(f'File "{ROOT}/h/boom.py", line 2, in fail', tb)
+        self.assertTrue(same_file)
+        self.assertEqual(execution.finds(), [])
+        reads = [r["path"] for r in execution.requests if r.get("op") == "read"]
+        # Once per file, for inspect and the traceback's frames.
+        self.assertEqual(sorted(reads), ["flows/main.py", "h/boom.py"])
+
+    def test_without_prefetch_the_same_run_asks_for_each_module(self):
+        execution = run(self.FILES)
+        self.assertEqual(execution.status, "success", execution.error)
+        self.assertEqual(execution.value[0], 1)
+        self.assertEqual(execution.finds(), ["flows", "flows.main", "h", "h.tiny", "h.boom"])
+
+    def test_a_prefetched_module_that_does_not_compile_raises_the_real_error(self):
+        execution = run({"flows/main.py": "import h.bad\ndef main():\n    return 1\n",
+                         "h/bad.py": "x = (\n"},
+                        prefetch=["flows", "flows.main", "h", "h.bad"])
+        self.assertEqual(execution.status, "failed")
+        self.assertEqual(execution.error["type"], "SyntaxError")
+        self.assertIn(f'File "{ROOT}/h/bad.py", line 1', execution.error["traceback"])
+        self.assertEqual(execution.finds(), [])
+
+    def test_a_reload_after_a_prefetch_asks_the_worker(self):
+        execution = run({"flows/main.py": """
+            import importlib
+            import h.mod
+            def main():
+                first = h.mod.VALUE
+                importlib.reload(h.mod)
+                return [first, h.mod.VALUE]
+        """, "h/mod.py": ["VALUE = 1\n", "VALUE = 2\n"]},
+            prefetch=["flows", "flows.main", "h", "h.mod"])
+        self.assertEqual(execution.value, [1, 2], execution.error)
+        self.assertEqual(execution.finds(), ["h.mod"])
+
+    def test_a_blob_that_does_not_match_its_entries_is_refused(self):
+        pid, sock = WORKER.spawn("exec-bad-blob")
+        try:
+            send_frame(sock, {"op": "run", "execution_id": "x", "path": "a.py", "module": "a",
+                              "function": "f", "parameters": {}, "top_level": ["a"],
+                              "root": ROOT, "max_log_bytes": 1000,
+                              "prefetch": [{"name": "a", "kind": "module", "path": "a.py",
+                                            "code_len": 10}]})
+            sock.sendall((3).to_bytes(4, "big") + b"abc")
+            reply = recv_frame(sock)
+        finally:
+            sock.close()
+            fake_worker._kill_group(pid)
+        self.assertEqual(reply["status"], "failed")
+        self.assertIn("prefetch blob", reply["error"]["message"])
+
+
 class HookTest(unittest.TestCase):
     def test_misses_outside_the_workspace_cost_no_round_trip(self):
         execution = run({"flows/main.py": """

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod durability;
 pub mod entities;
 pub mod hash;
 pub mod jobs;

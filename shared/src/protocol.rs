@@ -83,6 +83,20 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, ProtocolError> {
     Ok(frame)
 }
 
+/// Writes `bytes` as one frame (a blob announced by the message before it).
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+) -> Result<(), ProtocolError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| ProtocolError::TooLarge {
+        len: bytes.len(),
+        limit: u32::MAX as usize,
+    })?;
+    writer.write_all(&len.to_be_bytes()).await?;
+    writer.write_all(bytes).await?;
+    Ok(())
+}
+
 /// Writes one message as a frame.
 pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
     writer: &mut W,
@@ -101,6 +115,9 @@ pub enum ControlRequest {
         shim: BTreeMap<String, String>,
         preload: Vec<String>,
         root: String,
+        /// `compiler` boots the trusted compiler instead of a zygote.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     Spawn {
         execution_id: String,
@@ -136,6 +153,59 @@ pub struct RunMessage {
     pub top_level: Vec<String>,
     pub root: String,
     pub max_log_bytes: usize,
+    /// Modules sent along (the workflow's imports); when present, one blob
+    /// frame with their code objects follows this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<Vec<PrefetchEntry>>,
+}
+
+/// A module sent with `run`, as a `find` reply would describe it: a
+/// namespace package, or a module with `code_len` bytes of marshalled code
+/// in the blob frame (in list order), or with its `source` when the
+/// compiler could not compile it (the child then raises the real error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefetchEntry {
+    pub name: String,
+    pub kind: ModuleKind,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Worker → compiler: sources to compile, with their virtual file names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompileRequest {
+    pub op: String,
+    pub items: Vec<CompileItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompileItem {
+    pub filename: String,
+    pub source: String,
+}
+
+/// Compiler → worker, followed by one blob frame of the code objects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompileReply {
+    pub op: String,
+    pub items: Vec<CompiledItem>,
+}
+
+/// One compiled module (`size` bytes of the blob) and its imports, or why not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CompiledItem {
+    Code {
+        size: usize,
+        /// `[name, fromlist, level]` per import statement in the bytecode.
+        imports: Vec<(String, Vec<String>, u32)>,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// Child → worker.

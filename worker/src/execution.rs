@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use runeflow_shared::protocol::{
-    ChildMessage, ErrorInfo, ExecutionResult, ProtocolError, Rlimits, RunMessage, read_message,
-    write_message,
+    ChildMessage, ErrorInfo, ExecutionResult, ProtocolError, Rlimits, RunMessage, encode,
+    read_message, write_message,
 };
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 use crate::modules::ModuleServer;
+use crate::prefetch::Bundle;
 use crate::zygote::{ZygoteError, Zygotes};
 
 /// What to run.
@@ -86,10 +88,14 @@ pub async fn run(
     zygotes: &Zygotes,
     server: &ModuleServer,
     spec: &RunSpec,
+    prefetch: Option<Bundle>,
     limits: &Limits,
 ) -> Result<Finished, ZygoteError> {
     let started = Instant::now();
-    let child = zygotes.spawn(&spec.execution_id, &limits.rlimits).await?;
+    let preamble = preamble(server, spec, prefetch, limits)?;
+    let child = zygotes
+        .spawn(&spec.execution_id, &limits.rlimits, &preamble)
+        .await?;
     // Kills the child's group however this future ends (finished, timed
     // out, or dropped because apalis cancelled the handler).
     let _group = GroupGuard(child.pid);
@@ -98,9 +104,10 @@ pub async fn run(
         ..LogBuffer::default()
     };
     let mut socket = child.socket;
+    let unsent = preamble.get(child.preamble_sent..).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let outcome = tokio::select! {
-        outcome = converse(&mut socket, server, spec, limits, &mut logs) => outcome,
+        outcome = converse(&mut socket, server, spec, unsent, limits, &mut logs) => outcome,
         _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
     };
     Ok(Finished {
@@ -133,13 +140,18 @@ fn failed(kind: &str, message: impl Into<String>) -> Outcome {
     })
 }
 
-async fn converse(
-    socket: &mut UnixStream,
+/// The child's first frames: `run`, then (with a prefetch) the blob of
+/// the modules' code.
+fn preamble(
     server: &ModuleServer,
     spec: &RunSpec,
+    prefetch: Option<Bundle>,
     limits: &Limits,
-    logs: &mut LogBuffer,
-) -> Outcome {
+) -> Result<Vec<u8>, ZygoteError> {
+    let (entries, blob) = match prefetch {
+        Some(bundle) => (Some(bundle.entries), Some(bundle.blob)),
+        None => (None, None),
+    };
     let run = RunMessage {
         op: "run".to_owned(),
         execution_id: spec.execution_id.clone(),
@@ -150,8 +162,30 @@ async fn converse(
         top_level: server.snapshot.top_level(),
         root: limits.virtual_root.clone(),
         max_log_bytes: limits.max_log_bytes,
+        prefetch: entries,
     };
-    if let Err(err) = write_message(socket, &run).await {
+    let mut frames = encode(&run)?;
+    if let Some(blob) = blob {
+        let len = u32::try_from(blob.len()).map_err(|_| ProtocolError::TooLarge {
+            len: blob.len(),
+            limit: u32::MAX as usize,
+        })?;
+        frames.extend_from_slice(&len.to_be_bytes());
+        frames.extend_from_slice(&blob);
+    }
+    Ok(frames)
+}
+
+/// Sends what is left of the preamble, then serves the child until its result.
+async fn converse(
+    socket: &mut UnixStream,
+    server: &ModuleServer,
+    spec: &RunSpec,
+    unsent: &[u8],
+    limits: &Limits,
+    logs: &mut LogBuffer,
+) -> Outcome {
+    if let Err(err) = socket.write_all(unsent).await {
         return failed(
             "ChildDied",
             format!("the Python child went away before it started: {err}"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
 use redis::aio::ConnectionManager;
+use runeflow_shared::durability::flush_wal;
 use runeflow_shared::jobs::{RunWorkflow, finished_channel};
 use runeflow_shared::path::module_name;
 use sea_orm::DatabaseConnection;
@@ -13,6 +14,7 @@ use sea_orm::DatabaseConnection;
 use crate::execution::{self, Limits, RunSpec};
 use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
+use crate::prefetch::Prefetcher;
 use crate::record::{self, Start};
 use crate::zygote::Zygotes;
 
@@ -25,6 +27,7 @@ pub struct JobContext {
     pub mirror: IndexMirror,
     pub sources: Arc<Sources>,
     pub zygotes: Zygotes,
+    pub prefetcher: Prefetcher,
     pub limits: Limits,
     pub default_timeout: Duration,
     pub max_attempts: i32,
@@ -58,10 +61,10 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))?
     {
         Start::Run(row) => row,
-        Start::Skip => return Ok(()),
+        Start::Skip => return make_durable(ctx).await,
         Start::GaveUp => {
             announce(ctx, id).await;
-            return Ok(());
+            return make_durable(ctx).await;
         }
     };
     let snapshot = ctx
@@ -79,7 +82,7 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         })
         .await?;
         announce(ctx, id).await;
-        return Ok(());
+        return make_durable(ctx).await;
     }
     let spec = RunSpec {
         execution_id: id.to_string(),
@@ -97,7 +100,16 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         snapshot,
         sources: ctx.sources.clone(),
     };
-    let finished = execution::run(&ctx.zygotes, &server, &spec, &ctx.limits)
+    let prefetch = match &spec.module {
+        Some(module) => Some(
+            ctx.prefetcher
+                .bundle(&server, module)
+                .await
+                .map_err(|e| Fault::Retry(format!("module store: {e}")))?,
+        ),
+        None => None,
+    };
+    let finished = execution::run(&ctx.zygotes, &server, &spec, prefetch, &ctx.limits)
         .await
         .map_err(|e| Fault::Retry(format!("could not start Python: {e}")))?;
     let recorded =
@@ -106,7 +118,17 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
     }
     announce(ctx, id).await;
-    Ok(())
+    make_durable(ctx).await
+}
+
+/// Flushes the WAL before the job is acknowledged: the outcome was
+/// committed asynchronously (and already announced, so `wait`ing clients
+/// do not pay for the flush). If PostgreSQL loses it in a crash, the job
+/// is still in the queue and runs again; it is never lost.
+async fn make_durable(ctx: &JobContext) -> Result<(), Fault> {
+    flush_wal(&ctx.db)
+        .await
+        .map_err(|e| Fault::Retry(format!("PostgreSQL: cannot flush the outcome to disk: {e}")))
 }
 
 /// Writes an outcome, retrying a few times in process: the child already

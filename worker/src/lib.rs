@@ -5,10 +5,12 @@
 //!
 //! This crate knows nothing of axum; it never imports `runeflow-api`.
 
+pub mod compiler;
 pub mod config;
 pub mod execution;
 pub mod index;
 pub mod modules;
+pub mod prefetch;
 pub mod record;
 mod shim;
 pub mod zygote;

@@ -5,6 +5,9 @@
 //! the attempt that started it. A duplicate or a late attempt changes
 //! nothing.
 
+use std::sync::LazyLock;
+
+use runeflow_shared::durability::ASYNC_COMMIT;
 use runeflow_shared::entities::execution;
 use runeflow_shared::jobs::status;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
@@ -23,19 +26,28 @@ pub enum Start {
     GaveUp,
 }
 
-const START: &str = r#"
-UPDATE executions
-SET status = 'running', attempt = attempt + 1, worker = $2,
-    started_at = COALESCE(started_at, now())
-WHERE id = $1 AND status IN ('pending', 'running')
-RETURNING *"#;
+/// Both updates commit asynchronously (see `runeflow_shared::durability`):
+/// the job handler flushes the WAL once, before the job is acknowledged.
+static START: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE executions
+         SET status = 'running', attempt = attempt + 1, worker = $2,
+             started_at = COALESCE(started_at, now())
+         FROM {ASYNC_COMMIT}
+         WHERE id = $1 AND status IN ('pending', 'running')
+         RETURNING executions.*"
+    )
+});
 
-const FINISH: &str = r#"
-UPDATE executions
-SET status = $3, result = $4, error_type = $5, error_message = $6, error_traceback = $7,
-    logs = $8, logs_truncated = $9, finished_at = now(),
-    duration_ms = $10
-WHERE id = $1 AND attempt = $2 AND status = 'running'"#;
+static FINISH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE executions
+         SET status = $3, result = $4, error_type = $5, error_message = $6, error_traceback = $7,
+             logs = $8, logs_truncated = $9, finished_at = now(), duration_ms = $10
+         FROM {ASYNC_COMMIT}
+         WHERE id = $1 AND attempt = $2 AND status = 'running'"
+    )
+});
 
 /// Marks an execution running for this attempt.
 pub async fn start(
@@ -46,7 +58,7 @@ pub async fn start(
 ) -> Result<Start, DbErr> {
     let row = execution::Model::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        START,
+        START.as_str(),
         [id.into(), worker.into()],
     ))
     .one(db)
@@ -160,7 +172,7 @@ async fn write(
     let done = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            FINISH,
+            FINISH.as_str(),
             [
                 id.into(),
                 attempt.into(),

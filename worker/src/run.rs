@@ -13,11 +13,13 @@ use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
 
+use crate::compiler::Compiler;
 use crate::config::WorkerConfig;
 use crate::execution::Limits;
 use crate::index::IndexMirror;
 use crate::job::{JobContext, handle};
 use crate::modules::Sources;
+use crate::prefetch::Prefetcher;
 use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes};
 
 /// How long an execution id stays deduplicated in the queue.
@@ -59,13 +61,22 @@ pub async fn context(
     name: &str,
 ) -> Result<Arc<JobContext>, WorkerRunError> {
     let store = ModuleStore::new(deps.redis.clone(), &deps.prefix);
-    let zygotes = Zygotes::new(ZygoteConfig {
+    let python = ZygoteConfig {
         python: config.python.clone(),
         preload: config.preload.clone(),
         child_env: config.child_env.clone(),
         virtual_root: config.virtual_root.clone(),
-    });
+    };
+    let prefetcher = Prefetcher::new(
+        Compiler::new(ZygoteConfig {
+            preload: Vec::new(),
+            ..python.clone()
+        }),
+        &config.virtual_root,
+    );
+    let zygotes = Zygotes::new(python);
     zygotes.warm_up().await?;
+    prefetcher.warm_up().await;
     let mb = |v: u64| (v > 0).then(|| v * 1024 * 1024);
     Ok(Arc::new(JobContext {
         db: deps.db.clone(),
@@ -75,6 +86,7 @@ pub async fn context(
         mirror: IndexMirror::new(store.clone(), deps.db.clone()),
         sources: Arc::new(Sources::new(store, deps.db.clone())),
         zygotes,
+        prefetcher,
         limits: Limits {
             rlimits: Rlimits {
                 as_bytes: mb(config.memory_limit_mb),

@@ -67,52 +67,84 @@ struct Zygote {
     pid: i32,
 }
 
+/// A booted interpreter (zygote or compiler) and the worker's end of its
+/// control socket.
+pub(crate) struct Booted {
+    pub process: Child,
+    pub control: UnixStream,
+    pub pid: i32,
+}
+
+/// Starts `python -I -B -c BOOTSTRAP` with a scrubbed environment, sends
+/// `boot` (with `role`, if any) and waits for `ready`.
+pub(crate) async fn boot(config: &ZygoteConfig, role: Option<&str>) -> Result<Booted, ZygoteError> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    let mut command = Command::new(&config.python);
+    command
+        .args(["-I", "-B", "-c", shim::BOOTSTRAP])
+        .env_clear()
+        .envs(child_environment(&config.child_env))
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut process = command.spawn().map_err(|source| ZygoteError::Start {
+        python: config.python.clone(),
+        source,
+    })?;
+    // The Command still owns the child's end of the control socket: close
+    // it, or a process dying during boot never gives us EOF.
+    drop(command);
+    forward_output(&mut process);
+    let mut control = UnixStream::from_std(ours)?;
+    let boot = ControlRequest::Boot {
+        shim: shim::sources(),
+        preload: config.preload.clone(),
+        root: config.virtual_root.clone(),
+        role: role.map(str::to_owned),
+    };
+    let reply = tokio::time::timeout(BOOT_TIMEOUT, async {
+        write_message(&mut control, &boot).await?;
+        read_message(&mut control, CONTROL_FRAME_LIMIT).await
+    })
+    .await
+    .map_err(|_| ZygoteError::Timeout)??;
+    match reply {
+        Some(ControlReply::Ready { pid, python }) => {
+            let pid = if pid > 0 {
+                pid
+            } else {
+                process
+                    .id()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .unwrap_or(0)
+            };
+            tracing::info!(pid, %python, role = role.unwrap_or("zygote"), "Python interpreter ready");
+            Ok(Booted {
+                process,
+                control,
+                pid,
+            })
+        }
+        Some(ControlReply::Error { message }) => Err(ZygoteError::Refused(message)),
+        Some(other) => Err(ZygoteError::Refused(format!("unexpected reply {other:?}"))),
+        None => Err(ZygoteError::Gone),
+    }
+}
+
 impl Zygote {
     async fn start(config: &ZygoteConfig) -> Result<Self, ZygoteError> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-        ours.set_nonblocking(true)?;
-        let mut command = Command::new(&config.python);
-        command
-            .args(["-I", "-B", "-c", shim::BOOTSTRAP])
-            .env_clear()
-            .envs(child_environment(&config.child_env))
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut process = command.spawn().map_err(|source| ZygoteError::Start {
-            python: config.python.clone(),
-            source,
-        })?;
-        // The Command still owns the zygote's end of the control socket:
-        // close it, or a zygote dying during boot never gives us EOF.
-        drop(command);
-        forward_output(&mut process);
-        let mut control = UnixStream::from_std(ours)?;
-        let boot = ControlRequest::Boot {
-            shim: shim::sources(),
-            preload: config.preload.clone(),
-            root: config.virtual_root.clone(),
-        };
-        let reply = tokio::time::timeout(BOOT_TIMEOUT, async {
-            write_message(&mut control, &boot).await?;
-            read_message(&mut control, CONTROL_FRAME_LIMIT).await
+        let Booted {
+            process,
+            control,
+            pid,
+        } = boot(config, None).await?;
+        Ok(Zygote {
+            process,
+            control,
+            pid,
         })
-        .await
-        .map_err(|_| ZygoteError::Timeout)??;
-        match reply {
-            Some(ControlReply::Ready { pid, python }) => {
-                tracing::info!(pid, %python, "Python zygote ready");
-                Ok(Zygote {
-                    process,
-                    control,
-                    pid,
-                })
-            }
-            Some(ControlReply::Error { message }) => Err(ZygoteError::Refused(message)),
-            Some(other) => Err(ZygoteError::Refused(format!("unexpected reply {other:?}"))),
-            None => Err(ZygoteError::Gone),
-        }
     }
 
     /// Forks one child that owns `child_end`; returns its pid.
@@ -180,6 +212,8 @@ pub struct Zygotes {
 pub struct SpawnedChild {
     pub pid: i32,
     pub socket: UnixStream,
+    /// How many bytes of the preamble were already written (see `spawn`).
+    pub preamble_sent: usize,
 }
 
 impl Zygotes {
@@ -200,10 +234,16 @@ impl Zygotes {
     }
 
     /// Forks a child for one execution, replacing a dead zygote once.
+    ///
+    /// As much of `preamble` (the child's first frames) as the socket
+    /// buffer takes is written before the fork request, so the child finds
+    /// its `run` waiting instead of waiting a round trip for it; the caller
+    /// writes the rest (`preamble_sent` onwards).
     pub async fn spawn(
         &self,
         execution_id: &str,
         rlimits: &Rlimits,
+        preamble: &[u8],
     ) -> Result<SpawnedChild, ZygoteError> {
         let mut current = self.current.lock().await;
         for attempt in 0..2 {
@@ -217,14 +257,16 @@ impl Zygotes {
                 continue;
             };
             let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+            ours.set_nonblocking(true)?;
+            let preamble_sent = write_ahead(&ours, preamble)?;
             let theirs = OwnedFd::from(theirs);
             match zygote.spawn(execution_id, rlimits, &theirs).await {
                 Ok(pid) => {
                     drop(theirs);
-                    ours.set_nonblocking(true)?;
                     return Ok(SpawnedChild {
                         pid,
                         socket: UnixStream::from_std(ours)?,
+                        preamble_sent,
                     });
                 }
                 Err(err) if attempt == 0 => {
@@ -241,6 +283,23 @@ impl Zygotes {
     pub async fn pid(&self) -> Option<i32> {
         self.current.lock().await.as_ref().map(|z| z.pid)
     }
+}
+
+/// Writes what fits of `bytes` into a non-blocking socket; how much did.
+fn write_ahead(socket: &std::os::unix::net::UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
+    use std::io::Write;
+    let mut sent = 0;
+    let mut writer = socket;
+    while sent < bytes.len() {
+        match writer.write(&bytes[sent..]) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(sent)
 }
 
 /// The only environment user code sees: a fixed allow-list plus the names

@@ -11,13 +11,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
+use runeflow_shared::durability::{ASYNC_COMMIT, flush_wal};
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::jobs::{RunWorkflow, status};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -141,35 +143,36 @@ pub async fn create(
         .await
         .map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
     let id = Uuid::now_v7();
-    execution::ActiveModel {
-        id: Set(id),
-        workflow_name: Set(target.name.clone()),
-        workflow_path: Set(target.path.clone()),
-        function_name: Set(target.function_name.clone()),
-        parameters: Set(parameters),
-        status: Set(status::PENDING.to_owned()),
-        logs: Set(String::new()),
-        logs_truncated: Set(false),
-        attempt: Set(0),
-        workspace_gen: Set(i64::try_from(version.generation).unwrap_or(i64::MAX)),
-        timeout_seconds: Set(target.timeout_seconds),
-        queued_at: Set(Utc::now().fixed_offset()),
-        ..Default::default()
-    }
-    .insert(state.db())
-    .await?;
+    insert_pending(&state, id, &target, parameters, version.generation).await?;
     let job = RunWorkflow {
         execution_id: id,
         workspace: version,
     };
-    if let Err(err) = state.queue.push(&job).await {
-        // The row stays pending; the reconciler re-pushes it.
-        tracing::warn!(%id, %err, "enqueue failed after the row was committed");
-    }
-    match req.wait {
-        Some(wait) if wait > 0.0 => {
-            let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
-            let row = wait_for(&state, id, wait).await?;
+    // The insert committed without waiting for the disk; the flush runs
+    // alongside the push and the wait, and the answer waits for both, so
+    // the execution is durable before the client hears of it.
+    let finished = state.waiters.subscribe();
+    let enqueue_and_wait = async {
+        if let Err(err) = state.queue.push(&job).await {
+            // The row stays pending; the reconciler re-pushes it.
+            tracing::warn!(%id, %err, "enqueue failed after the row was committed");
+        }
+        match req.wait {
+            Some(wait) if wait > 0.0 => {
+                let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
+                wait_for(&state, finished, id, wait).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let (flushed, waited) = tokio::join!(flush_wal(state.db()), enqueue_and_wait);
+    flushed.map_err(|e| {
+        AppError::Unavailable(format!(
+            "PostgreSQL could not make the execution durable: {e}"
+        ))
+    })?;
+    match waited? {
+        Some(row) => {
             let code = if status::is_final(&row.status) {
                 StatusCode::OK
             } else {
@@ -177,7 +180,7 @@ pub async fn create(
             };
             Ok((code, Json(ExecutionView::from(row))).into_response())
         }
-        _ => Ok((
+        None => Ok((
             StatusCode::ACCEPTED,
             Json(Enqueued {
                 id,
@@ -186,6 +189,40 @@ pub async fn create(
         )
             .into_response()),
     }
+}
+
+/// Inserts the `pending` row in one statement that commits asynchronously
+/// (see `runeflow_shared::durability`; the caller flushes).
+async fn insert_pending(
+    state: &AppState,
+    id: Uuid,
+    target: &workflow::Model,
+    parameters: serde_json::Value,
+    generation: u64,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO executions (id, workflow_name, workflow_path, function_name, parameters,
+                                 status, workspace_gen, timeout_seconds, queued_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, now() FROM {ASYNC_COMMIT}"
+    );
+    state
+        .db()
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [
+                id.into(),
+                target.name.clone().into(),
+                target.path.clone().into(),
+                target.function_name.clone().into(),
+                parameters.into(),
+                status::PENDING.into(),
+                i64::try_from(generation).unwrap_or(i64::MAX).into(),
+                target.timeout_seconds.into(),
+            ],
+        ))
+        .await?;
+    Ok(())
 }
 
 /// `name` or `path::function` → the one workflow row it means.
@@ -255,25 +292,30 @@ fn check_parameters(
 }
 
 /// Waits until `id` is final or `wait` passes, woken by the workers'
-/// "finished" notifications; returns the row as it then is.
-async fn wait_for(state: &AppState, id: Uuid, wait: Duration) -> Result<execution::Model> {
-    let mut finished = state.waiters.subscribe();
+/// "finished" notifications; returns the row as it then is. `finished`
+/// must have been subscribed before the job was pushed, so no notification
+/// can slip past: the row is read only when one says it may have changed.
+async fn wait_for(
+    state: &AppState,
+    mut finished: Receiver<Option<Uuid>>,
+    id: Uuid,
+    wait: Duration,
+) -> Result<execution::Model> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let row = load(state, id).await?;
-        if status::is_final(&row.status) {
-            return Ok(row);
-        }
-        loop {
-            tokio::select! {
-                msg = finished.recv() => match msg {
-                    Ok(Some(done)) if done == id => break,
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => return Ok(row),
-                },
-                _ = tokio::time::sleep_until(deadline) => return load(state, id).await,
-            }
+        tokio::select! {
+            msg = finished.recv() => match msg {
+                Ok(Some(done)) if done != id => continue,
+                // Ours, or messages may have been missed: look.
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    let row = load(state, id).await?;
+                    if status::is_final(&row.status) {
+                        return Ok(row);
+                    }
+                }
+                Err(RecvError::Closed) => return load(state, id).await,
+            },
+            _ = tokio::time::sleep_until(deadline) => return load(state, id).await,
         }
     }
 }

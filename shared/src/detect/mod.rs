@@ -121,6 +121,7 @@ pub struct Analysis {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+mod chunks;
 mod python;
 #[cfg(test)]
 mod tests;

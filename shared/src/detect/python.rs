@@ -16,13 +16,16 @@
 //! growing prefixes, each parse reusing the previous tree (incremental
 //! parsing, so a valid file costs about one parse), and parsing stops as soon
 //! as a prefix shows [`MAX_DIAGNOSTICS`] problems. A wall-clock budget bounds
-//! the rest (see [`budget_for`]).
+//! the rest (see [`budget_for`]). Files of [`PIECE_BYTES`] × 2 and more are
+//! first tried in pieces on several threads (see `chunks.rs`); the careful
+//! path above runs only when a piece shows a problem.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Number, Value};
 use tree_sitter::{InputEdit, Node, ParseOptions, Parser, Point, Tree};
 
+use super::chunks::{PIECE_BYTES, entry_points_in_pieces};
 use super::{Analysis, Diagnostic, EntityType, Parameter, WorkflowKind, WorkflowMeta};
 
 /// At most this many diagnostics are reported per file.
@@ -71,7 +74,17 @@ pub fn analyze_python(source: &str) -> Analysis {
 /// [`analyze_python`] with an explicit time budget (tests use small ones).
 pub(crate) fn analyze_with_budget(source: &str, budget: Duration) -> Analysis {
     // No deadline only if the budget is too large to represent.
-    match parse_source(source, Instant::now().checked_add(budget)) {
+    let deadline = Instant::now().checked_add(budget);
+    if source.len() >= 2 * PIECE_BYTES
+        && let Some(workflows) = entry_points_in_pieces(source, deadline)
+    {
+        return Analysis {
+            entity_type: entity_type(&workflows),
+            workflows,
+            diagnostics: Vec::new(),
+        };
+    }
+    match parse_source(source, deadline) {
         Parsed::Clean(tree) => {
             let workflows = entry_points(tree.root_node(), source);
             Analysis {
@@ -138,7 +151,8 @@ fn parse_source(source: &str, deadline: Option<Instant>) -> Parsed {
         if let Some(old) = tree.as_mut() {
             old.edit(&append_edit(parsed_to, end));
         }
-        let Some(new_tree) = parse_text(&mut parser, text, tree.as_ref(), deadline) else {
+        let Some(new_tree) = parse_text(&mut parser, text, tree.as_ref(), deadline, &|| false)
+        else {
             break;
         };
         let root = new_tree.root_node();
@@ -161,16 +175,17 @@ fn parse_source(source: &str, deadline: Option<Instant>) -> Parsed {
 }
 
 /// Parses `text`, reusing `old` (already edited to match); `None` when the
-/// deadline cancelled it.
-fn parse_text(
+/// deadline passed or `stop` said so.
+pub(super) fn parse_text(
     parser: &mut Parser,
     text: &str,
     old: Option<&Tree>,
     deadline: Option<Instant>,
+    stop: &dyn Fn() -> bool,
 ) -> Option<Tree> {
     let bytes = text.as_bytes();
     let mut read = |offset: usize, _| bytes.get(offset..).unwrap_or_default();
-    let mut cancel = |_: &_| deadline.is_some_and(|d| Instant::now() >= d);
+    let mut cancel = |_: &_| stop() || deadline.is_some_and(|d| Instant::now() >= d);
     let options = ParseOptions::new().progress_callback(&mut cancel);
     let tree = parser.parse_with_options(&mut read, old, Some(options));
     if tree.is_none() {
@@ -408,7 +423,7 @@ fn to_u32(n: usize) -> u32 {
 // ---------------------------------------------------------------------------
 
 /// Metadata of every decorated module-level function, in source order.
-fn entry_points(root: Node, source: &str) -> Vec<WorkflowMeta> {
+pub(super) fn entry_points(root: Node, source: &str) -> Vec<WorkflowMeta> {
     let mut cursor = root.walk();
     root.named_children(&mut cursor)
         .filter(|node| node.kind() == "decorated_definition")
