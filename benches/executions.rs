@@ -4,7 +4,9 @@
 //! 1. sequential latency of a no-op workflow importing one workspace module
 //!    (POST with `wait` → result, p50/p90/p99 over 300 runs), next to a bare
 //!    fork of a pre-imported python and `python3 -I -S -c pass`;
-//! 2. throughput of 3 000 no-op executions with 2 worker processes;
+//! 2. throughput of 3 000 no-op executions with 2 worker processes, next
+//!    to the rate at which two processes can merely fork and reap children
+//!    of the same pre-imported python (the ceiling of fork-per-execution);
 //! 3. importing a package of 100 small modules from the workspace vs the
 //!    same files on disk with `.pyc` present (ratio).
 //!
@@ -153,6 +155,10 @@ async fn run(b: &Bench) -> anyhow::Result<()> {
         "throughput: {THROUGHPUT_RUNS} no-op executions in {:.2} s = {rate:.0} executions/s (goal >= 1000: {})",
         took.as_secs_f64(),
         met(rate >= 1000.0)
+    );
+    println!(
+        "  ceiling: 2 parallel loops of bare fork+exit of a pre-imported python, nothing else: {:.0}/s",
+        python_fork_rate()?
     );
 
     let (virtual_ms, disk_ms) = import_ratio(b).await?;
@@ -359,6 +365,18 @@ fn python_fork_latency() -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(
         String::from_utf8_lossy(&out.stdout).trim().parse()?,
     ))
+}
+
+/// Forks per second of two processes each forking and reaping a child
+/// that exits at once, in a python that imported what the zygote imports:
+/// what fork-per-execution alone costs on this machine, with no work done.
+fn python_fork_rate() -> anyhow::Result<f64> {
+    let script = "import os, time, json, asyncio, logging, traceback, gc\ngc.freeze()\ndef loop(n):\n    for _ in range(n):\n        pid = os.fork()\n        if pid == 0:\n            os._exit(0)\n        os.waitpid(pid, 0)\nn = 1000\nt = time.perf_counter()\nother = os.fork()\nif other == 0:\n    loop(n)\n    os._exit(0)\nloop(n)\nos.waitpid(other, 0)\nprint(2 * n / (time.perf_counter() - t))\n";
+    let out = Command::new(real_python()?)
+        .args(["-I", "-c", script])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "fork-rate baseline failed");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
 /// p50 of starting `python3 -I -S -c pass` (30 runs).

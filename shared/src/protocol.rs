@@ -83,20 +83,6 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, ProtocolError> {
     Ok(frame)
 }
 
-/// Writes `bytes` as one frame (a blob announced by the message before it).
-pub async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    bytes: &[u8],
-) -> Result<(), ProtocolError> {
-    let len = u32::try_from(bytes.len()).map_err(|_| ProtocolError::TooLarge {
-        len: bytes.len(),
-        limit: u32::MAX as usize,
-    })?;
-    writer.write_all(&len.to_be_bytes()).await?;
-    writer.write_all(bytes).await?;
-    Ok(())
-}
-
 /// Writes one message as a frame.
 pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
     writer: &mut W,
