@@ -10,7 +10,6 @@ source scripts/services.sh
 # Binaries only: `runeflow dev` starts its own private servers.
 [ -n "$(pg_bin)" ] || apt_install postgresql postgresql-client
 command -v redis-server >/dev/null || apt_install redis-server
-command -v curl >/dev/null || apt_install curl
 ensure_python
 
 cargo build --release --locked --bin runeflow
@@ -38,23 +37,9 @@ line=$(grep "runeflow dev: API on" "$work/dev.log")
 api=$(echo "$line" | sed -E 's/.*API on (http:[^ ]+) .*/\1/')
 token=$(echo "$line" | sed -E 's/.*token ([^ ]+) .*/\1/')
 echo "$line"
-auth=(-H "Authorization: Bearer $token")
+export RUNEFLOW_URL="$api" RUNEFLOW_API_TOKEN="$token"
 
-(cd examples && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' | sed 's|^\./||' | sort) | while read -r path; do
-  code=$(curl -sS -o /dev/null -w '%{http_code}' "${auth[@]}" -X PUT --data-binary "@examples/$path" "$api/api/files/$path")
-  echo "pushed $path ($code)"
-done
-
-echo "running workflow 'hello' with {\"name\": \"Ada\", \"times\": 2}:"
-curl -sS "${auth[@]}" -H 'content-type: application/json' \
-  -d '{"workflow": "hello", "parameters": {"name": "Ada", "times": 2}, "wait": 60}' \
-  "$api/api/executions" | python3 -c '
-import json, sys
-e = json.load(sys.stdin)
-print("status:", e["status"])
-print("result:", json.dumps(e.get("result"), indent=2))
-if e.get("error"):
-    print("error:", e["error"]["type"], e["error"]["message"])
-    print(e["error"].get("traceback") or "")
-sys.exit(0 if e["status"] == "success" else 1)
-'
+"$bin" push examples
+"$bin" workflows
+echo "running workflow 'hello' with name=Ada times=2:"
+"$bin" run hello -p name=Ada -p times=2

@@ -80,6 +80,19 @@ ensure_python() {
   command -v python3 >/dev/null || apt_install python3
 }
 
+# moto's S3 server, which tests/import.rs starts on loopback.
+ensure_moto() {
+  if python3 -c "import moto.server" >/dev/null 2>&1; then
+    return
+  fi
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "installing moto[server] with pip"
+  # Debian marks its python3 as externally managed (PEP 668); fall back to
+  # --break-system-packages there.
+  python3 -m pip install -q 'moto[server]' >&2 ||
+    python3 -m pip install -q --break-system-packages 'moto[server]' >&2
+}
+
 ensure_services() {
   command -v pg_isready >/dev/null || apt_install postgresql-client
   command -v redis-cli >/dev/null || apt_install redis-tools

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 ensure_services
+ensure_moto
 
 ensure_database runeflow_ci
 # Databases left by tests that panicked in an earlier run.

@@ -27,6 +27,164 @@ pub enum Command {
     /// Everything in one process (init, api, one worker); starts a private
     /// PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
     Dev(DevArgs),
+    /// Upload a folder to the workspace: only new and changed files.
+    Push(PushArgs),
+    /// Write the workspace (or a prefix of it) to a folder.
+    Pull(PullArgs),
+    /// List workspace files.
+    Ls(LsArgs),
+    /// List workflows and data providers with their parameters.
+    Workflows(ClientArgs),
+    /// Run a workflow and print its result (exit code 1 unless it succeeded).
+    Run(RunArgs),
+    /// List executions, newest first.
+    Executions(ExecutionsArgs),
+    /// Print an execution's captured output.
+    Logs(LogsArgs),
+    /// Sync the workspace with a git remote (through the API).
+    #[command(subcommand)]
+    Git(GitCommand),
+    /// One-shot import of an existing workspace (a folder or s3://bucket/prefix).
+    Import(ImportArgs),
+}
+
+/// Where the API is and how to authenticate (client verbs).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Base URL of the Runeflow API.
+    #[arg(long, env = "RUNEFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token of the API.
+    #[arg(long, env = "RUNEFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// Folder to upload.
+    pub dir: std::path::PathBuf,
+    /// Workspace folder to upload into (e.g. `team/`); default the root.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Also delete workspace files under the prefix that the folder lacks.
+    #[arg(long)]
+    pub delete: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Folder to write into (created when missing).
+    pub dir: std::path::PathBuf,
+    /// Only files under this workspace prefix (written relative to it).
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Only paths starting with this.
+    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Workflow name, or `path::function`.
+    pub workflow: String,
+    /// A parameter as `key=value` (value parsed as JSON, else a string); repeatable.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// All parameters as one JSON object (`-p` entries override its keys).
+    #[arg(long, value_name = "JSON")]
+    pub params_json: Option<String>,
+    /// Print the execution id and return at once.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecutionsArgs {
+    /// Only this status (pending, running, success, failed, timeout, cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this workflow name.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// How many (1..=500).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Execution id.
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GitCommand {
+    /// Commit every live workspace file on top of the branch and push it.
+    Push(GitPushArgs),
+    /// Fetch the branch and apply its changes to the workspace.
+    Pull(GitPullArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GitPushArgs {
+    /// Remote URL (or path), as the API's host sees it.
+    #[arg(long)]
+    pub remote: String,
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    #[arg(long, short = 'm', default_value = "Update from Runeflow")]
+    pub message: String,
+    /// Push even when the branch moved since the last sync (its changes are overwritten).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GitPullArgs {
+    /// Remote URL (or path), as the API's host sees it.
+    #[arg(long)]
+    pub remote: String,
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Resolve files changed on both sides: keep `ours` or take `theirs`.
+    #[arg(long, value_parser = ["ours", "theirs"])]
+    pub prefer: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A folder, or `s3://bucket/prefix`.
+    pub source: String,
+    /// Workspace folder to import into; default the root.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Print what would be created / updated / unchanged / refused; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Endpoint of an S3-compatible store (MinIO, moto, ...); AWS when unset.
+    #[arg(long, env = "RUNEFLOW_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[command(flatten)]
+    pub config: Config,
 }
 
 #[derive(Debug, clap::Args)]

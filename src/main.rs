@@ -10,9 +10,12 @@ fn main() -> ExitCode {
     runeflow::telemetry::init_tracing();
     match runeflow::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("runeflow: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<runeflow::Exit>() {
+            Some(runeflow::Exit(code)) => ExitCode::from(*code),
+            None => {
+                eprintln!("runeflow: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

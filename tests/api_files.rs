@@ -473,8 +473,17 @@ async fn oversized_and_non_utf8_bodies_are_refused() {
             .unwrap()
             .contains("UTF-8")
     );
+    // Valid UTF-8, but a NUL cannot be stored as text: refused, not a 500.
+    let r = env.put("nul.py", b"x = 1\0\n".to_vec()).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NUL byte")
+    );
     assert_eq!(
-        count_rows(&env, "SELECT count(*) FROM workspace_files WHERE path IN ('big.txt','stream.txt','latin1.py')").await,
+        count_rows(&env, "SELECT count(*) FROM workspace_files WHERE path IN ('big.txt','stream.txt','latin1.py','nul.py')").await,
         0
     );
     env.cleanup().await;
@@ -562,6 +571,8 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "post"),
         ("/api/executions", "get"),
         ("/api/executions/{id}", "get"),
+        ("/api/git/push", "post"),
+        ("/api/git/pull", "post"),
     ];
     for (path, method) in expected {
         assert!(

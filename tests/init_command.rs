@@ -64,6 +64,7 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
         table_names(&url).await,
         [
             "executions",
+            "git_sync",
             "seaql_migrations",
             "workflows",
             "workspace_files"
@@ -165,13 +166,14 @@ async fn migrations_go_down_and_up_cleanly() {
     assert_eq!(table_names(&url).await, ["seaql_migrations"]);
     assert_eq!(
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
-        3
+        4
     );
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(
         table_names(&url).await,
         [
             "executions",
+            "git_sync",
             "seaql_migrations",
             "workflows",
             "workspace_files"
@@ -179,7 +181,8 @@ async fn migrations_go_down_and_up_cleanly() {
     );
     // One step down and up again.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert!(!table_names(&url).await.contains(&"executions".to_owned()));
+    assert!(!table_names(&url).await.contains(&"git_sync".to_owned()));
+    assert!(table_names(&url).await.contains(&"executions".to_owned()));
     Migrator::up(&db, None).await.unwrap();
     db.close().await.ok();
     common::drop_database(&name).await;

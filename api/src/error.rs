@@ -58,6 +58,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    /// An upstream the API talks to for the request (a git remote) failed.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -83,6 +86,7 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            AppError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -92,7 +96,9 @@ impl From<WorkspaceError> for AppError {
     fn from(err: WorkspaceError) -> Self {
         match err {
             WorkspaceError::Path(e) => AppError::InvalidPath(e),
-            e @ WorkspaceError::NotUtf8 { .. } => AppError::UnsupportedMediaType(e.to_string()),
+            e @ (WorkspaceError::NotUtf8 { .. } | WorkspaceError::NulByte { .. }) => {
+                AppError::UnsupportedMediaType(e.to_string())
+            }
             e @ WorkspaceError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
             e @ WorkspaceError::NotFound(_) => AppError::NotFound(e.to_string()),
             e @ WorkspaceError::Exists(_) => AppError::Conflict {

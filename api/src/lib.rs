@@ -6,6 +6,7 @@
 mod auth;
 pub mod error;
 mod file_path;
+pub mod git;
 pub mod queue;
 pub mod reconcile;
 pub mod routes;

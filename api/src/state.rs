@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use crate::git::GitSettings;
 use crate::queue::JobQueue;
 use crate::waiters::Waiters;
 use runeflow_shared::hash::content_hash;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub waiters: Waiters,
     /// sha256 hex of the API token, compared in constant time.
     pub token_digest: String,
+    /// Git author and remote credentials (from the API's environment).
+    pub git: GitSettings,
 }
 
 impl AppState {
@@ -24,7 +27,14 @@ impl AppState {
             queue,
             waiters,
             token_digest: content_hash(api_token.as_bytes()),
+            git: GitSettings::default(),
         }
+    }
+
+    /// The same state with these git settings.
+    pub fn with_git(mut self, git: GitSettings) -> Self {
+        self.git = git;
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_workspace_files;
 mod m20261126_000002_workflows;
 mod m20261126_000003_executions;
+mod m20261201_000004_git_sync;
 
 /// The ordered list of migrations `runeflow init` applies.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_workspace_files::Migration),
             Box::new(m20261126_000002_workflows::Migration),
             Box::new(m20261126_000003_executions::Migration),
+            Box::new(m20261201_000004_git_sync::Migration),
         ]
     }
 }

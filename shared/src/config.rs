@@ -35,6 +35,22 @@ pub struct Config {
     /// Largest workspace file accepted, in bytes.
     #[arg(long, env = "RUNEFLOW_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: usize,
+
+    /// User name for https git remotes (`/api/git/*`).
+    #[arg(long, env = "RUNEFLOW_GIT_USERNAME")]
+    pub git_username: Option<String>,
+
+    /// Token (or password) for https git remotes; never taken from a request.
+    #[arg(long, env = "RUNEFLOW_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
+
+    /// Author of the commits `git push` makes, as `Name <email>`.
+    #[arg(
+        long,
+        env = "RUNEFLOW_GIT_AUTHOR",
+        default_value = "Runeflow <runeflow@localhost>"
+    )]
+    pub git_author: String,
 }
 
 /// A required setting is absent.
@@ -55,6 +71,9 @@ impl Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             redis_prefix: "runeflow".to_owned(),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            git_username: None,
+            git_token: None,
+            git_author: "Runeflow <runeflow@localhost>".to_owned(),
         }
     }
 

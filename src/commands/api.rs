@@ -4,6 +4,7 @@ use std::future::Future;
 
 use anyhow::Context;
 use runeflow_api::AppState;
+use runeflow_api::git::{Credentials, GitSettings};
 use runeflow_api::queue::JobQueue;
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::config::Config;
@@ -60,7 +61,7 @@ pub async fn serve(
         queue.clone(),
         stopped(),
     ));
-    let state = AppState::new(workspace, queue, waiters, &token);
+    let state = AppState::new(workspace, queue, waiters, &token).with_git(git_settings(config));
     let served = runeflow_api::serve(listener, state, stop).await;
     let _ = stop_tx.send(true);
     let _ = repair.await;
@@ -68,4 +69,23 @@ pub async fn serve(
     served.context("API server failed")?;
     tracing::info!("API stopped");
     Ok(())
+}
+
+/// Git author and remote credentials for `/api/git/*`, from the config.
+pub fn git_settings(config: &Config) -> GitSettings {
+    let mut settings = GitSettings::default();
+    let author = config.git_author.trim();
+    match author.split_once('<') {
+        Some((name, email)) => {
+            settings.author_name = name.trim().to_owned();
+            settings.author_email = email.trim_end_matches('>').trim().to_owned();
+        }
+        None if !author.is_empty() => settings.author_name = author.to_owned(),
+        None => {}
+    }
+    settings.credentials = Credentials {
+        username: config.git_username.clone().filter(|u| !u.is_empty()),
+        token: config.git_token.clone().filter(|t| !t.is_empty()),
+    };
+    settings
 }

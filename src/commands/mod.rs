@@ -1,9 +1,17 @@
 //! One module per subcommand.
 
 pub mod api;
+mod client;
 pub mod dev;
 mod dev_services;
+pub mod executions;
+pub mod git;
+pub mod import;
 pub mod init;
+pub mod ls;
+pub mod pull;
+pub mod push;
+pub mod run;
 pub mod worker;
 
 use crate::cli::Command;
@@ -14,5 +22,14 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Api(args) => api::run(&args.config).await,
         Command::Worker(args) => worker::run(&args.config, args.worker).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Push(args) => push::run(args).await,
+        Command::Pull(args) => pull::run(args).await,
+        Command::Ls(args) => ls::run_ls(args).await,
+        Command::Workflows(args) => ls::run_workflows(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Executions(args) => executions::run_list(args).await,
+        Command::Logs(args) => executions::run_logs(args).await,
+        Command::Git(command) => git::run(command).await,
+        Command::Import(args) => import::run(args).await,
     }
 }

@@ -118,6 +118,29 @@ impl TestEnv {
         ))
     }
 
+    /// Serves this env's API over HTTP on a free loopback port (for the
+    /// binary's client verbs); stops when the handle drops.
+    pub async fn serve_http(&self) -> HttpServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let queue = runeflow_api::queue::JobQueue::new(self.store().connection(), &self.name);
+        let state = AppState::new(self.workspace.clone(), queue, self.waiters(), TOKEN);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = runeflow_api::serve(listener, state, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+        HttpServer {
+            url,
+            _stop: stop_tx,
+            _task: task,
+        }
+    }
+
     /// The "finished" subscription of this test (one per env).
     pub fn waiters(&self) -> runeflow_api::waiters::Waiters {
         self.waiters
@@ -251,6 +274,13 @@ pub async fn drop_database(name: &str) {
             .await;
         conn.close().await.ok();
     }
+}
+
+/// An API served over HTTP by the test process.
+pub struct HttpServer {
+    pub url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _task: tokio::task::JoinHandle<()>,
 }
 
 /// A worker running inside the test process.

@@ -327,9 +327,16 @@ async fn load(state: &AppState, id: Uuid) -> Result<execution::Model> {
         .ok_or_else(|| AppError::NotFound(format!("no execution {id}")))
 }
 
-/// One execution.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShowParams {
+    /// Hold the request up to this many seconds until the execution is final.
+    pub wait: Option<f64>,
+}
+
+/// One execution (with `wait`, once it is final or the wait is over).
 #[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
-    params(("id" = Uuid, Path, description = "Execution id")),
+    params(("id" = Uuid, Path, description = "Execution id"), ShowParams),
     responses(
         (status = 200, description = "Found", body = ExecutionView),
         (status = 404, description = "No such execution", body = ErrorBody),
@@ -338,11 +345,24 @@ async fn load(state: &AppState, id: Uuid) -> Result<execution::Model> {
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    params: std::result::Result<Query<ShowParams>, QueryRejection>,
 ) -> Result<Json<ExecutionView>> {
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound(format!("no execution {id}")))?;
-    Ok(Json(load(&state, id).await?.into()))
+    // Subscribed before the first read, so a finish in between is not missed.
+    let finished = state.waiters.subscribe();
+    let row = load(&state, id).await?;
+    let row = match params.wait {
+        Some(wait) if wait > 0.0 && !status::is_final(&row.status) => {
+            let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
+            wait_for(&state, finished, id, wait).await?
+        }
+        _ => row,
+    };
+    Ok(Json(row.into()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -2,6 +2,7 @@
 
 pub mod executions;
 pub mod files;
+pub mod git;
 pub mod health;
 pub mod openapi;
 pub mod workflows;
@@ -19,6 +20,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(workflows::router())
         .merge(executions::router())
+        .merge(git::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -9,7 +9,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows and executions."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -23,6 +23,8 @@ use crate::state::AppState;
         super::executions::create,
         super::executions::show,
         super::executions::list,
+        super::git::push,
+        super::git::pull,
         openapi_json,
     ),
     modifiers(&BearerAuth)

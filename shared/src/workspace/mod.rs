@@ -2,6 +2,7 @@
 //! (REST API, `import`, git pull) goes through, so the rules, entity
 //! detection, `workflows` rows and module store stay in step.
 
+pub mod plan;
 mod prepare;
 mod query;
 mod write;
@@ -24,6 +25,8 @@ pub enum WorkspaceError {
     Path(#[from] PathError),
     #[error("content is not valid UTF-8 text (byte {valid_up_to} starts an invalid sequence)")]
     NotUtf8 { valid_up_to: usize },
+    #[error("content has a NUL byte at offset {at}; workspace files are text without NUL")]
+    NulByte { at: usize },
     #[error("file is {size} bytes, the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
     #[error("no file at '{0}'")]

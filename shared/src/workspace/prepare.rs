@@ -23,6 +23,10 @@ pub fn prepare(path: &str, bytes: &[u8]) -> Result<Prepared, WorkspaceError> {
     let content = std::str::from_utf8(bytes).map_err(|e| WorkspaceError::NotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
+    // Valid UTF-8, but PostgreSQL's TEXT cannot hold U+0000.
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(WorkspaceError::NulByte { at });
+    }
     let analysis = if path.is_python() {
         analyze_python(content)
     } else {
