@@ -93,6 +93,15 @@ ensure_moto() {
     python3 -m pip install -q --break-system-packages 'moto[server]' >&2
 }
 
+# PyYAML, with which tests/compose.rs reads compose.yaml.
+ensure_pyyaml() {
+  python3 -c "import yaml" >/dev/null 2>&1 && return
+  log "installing PyYAML"
+  python3 -m pip install -q pyyaml >&2 ||
+    python3 -m pip install -q --break-system-packages pyyaml >&2 ||
+    apt_install python3-yaml
+}
+
 ensure_services() {
   command -v pg_isready >/dev/null || apt_install postgresql-client
   command -v redis-cli >/dev/null || apt_install redis-tools

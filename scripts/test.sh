@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh
 ensure_services
 ensure_moto
+ensure_pyyaml
 
 ensure_database runeflow_ci
 # Databases left by tests that panicked in an earlier run.

@@ -5,7 +5,6 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{TestEnv, authed};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 const WORKFLOW_SRC: &str = r#"from runeflow import workflow
 
@@ -14,16 +13,6 @@ def greet(name: str, times: int = 2, context=None):
     """Greets."""
     return ", ".join([f"hello {name}"] * times)
 "#;
-
-async fn count_rows(env: &TestEnv, sql: &str) -> i64 {
-    let row = env
-        .db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
 
 #[tokio::test]
 async fn put_get_list_and_etag() {
@@ -171,7 +160,7 @@ async fn missing_files_give_404_and_delete_is_soft() {
     );
     // The row stays, marked deleted with its content cleared.
     assert_eq!(
-        count_rows(&env, "SELECT count(*) FROM workspace_files WHERE path = 'a.py' AND is_deleted AND content = ''").await,
+        env.count("SELECT count(*) FROM workspace_files WHERE path = 'a.py' AND is_deleted AND content = ''").await,
         1
     );
     // Re-creating the same path is a create again.
@@ -236,12 +225,12 @@ async fn entity_type_flips_and_workflow_rows_follow() {
         env.get("/api/workflows/greet").await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(count_rows(&env, "SELECT count(*) FROM workflows").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM workflows").await, 0);
 
     // Deleting a workflow file drops its rows too.
     env.put("flows/greet.py", WORKFLOW_SRC).await;
     env.delete("flows/greet.py").await;
-    assert_eq!(count_rows(&env, "SELECT count(*) FROM workflows").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM workflows").await, 0);
     env.cleanup().await;
 }
 
@@ -432,10 +421,7 @@ async fn bad_paths_are_refused_and_nothing_is_stored() {
             );
         }
     }
-    assert_eq!(
-        count_rows(&env, "SELECT count(*) FROM workspace_files").await,
-        0
-    );
+    assert_eq!(env.count("SELECT count(*) FROM workspace_files").await, 0);
     assert!(env.store().index().await.unwrap().is_empty());
     env.cleanup().await;
 }
@@ -483,7 +469,7 @@ async fn oversized_and_non_utf8_bodies_are_refused() {
             .contains("NUL byte")
     );
     assert_eq!(
-        count_rows(&env, "SELECT count(*) FROM workspace_files WHERE path IN ('big.txt','stream.txt','latin1.py','nul.py')").await,
+        env.count("SELECT count(*) FROM workspace_files WHERE path IN ('big.txt','stream.txt','latin1.py','nul.py')").await,
         0
     );
     env.cleanup().await;

@@ -133,16 +133,6 @@ async fn sql_state(env: &TestEnv) -> Vec<String> {
     state
 }
 
-async fn count(env: &TestEnv, sql: &str) -> i64 {
-    let row = env
-        .db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
-
 /// Every Redis key under the test's prefix with its serialised value.
 async fn redis_state(env: &TestEnv) -> BTreeMap<String, Option<Vec<u8>>> {
     let mut conn = env.store().connection();
@@ -266,7 +256,7 @@ async fn imports_a_folder_with_refusals_then_reports_unchanged() {
         .map(|(p, t)| (p.to_owned(), t.to_owned()))
     );
     assert_eq!(
-        count(&env, "SELECT count(*) FROM workspace_files").await,
+        env.count("SELECT count(*) FROM workspace_files").await,
         4,
         "no row for a refused or skipped file"
     );

@@ -341,6 +341,29 @@ class WorkspaceLoader(importlib.abc.ExecutionLoader, importlib.abc.ResourceLoade
         return f"<WorkspaceLoader {self.name!r} from {self.path!r}>"
 
 
+#: Module name of the spare's warm-up import (never a workspace name).
+_WARM_NAME = "__runeflow_warm_up__"
+
+
+def warm_up_loader():
+    """Imports an empty module through WorkspaceLoader and forgets it.
+
+    Called by an idle spare (see _zygote._warm_import_machinery): it takes
+    the path a prefetched workspace module takes, so the pages it writes
+    are copied before the execution starts. Leaves no trace behind.
+    """
+    import importlib._bootstrap as bootstrap
+    workspace = Workspace(None, "/", ())
+    code = marshal.dumps(compile("", _WARM_NAME, "exec", dont_inherit=True))
+    loader = WorkspaceLoader(workspace, _WARM_NAME, f"/{_WARM_NAME}.py", None, False, code)
+    spec = importlib.util.spec_from_file_location(_WARM_NAME, f"/{_WARM_NAME}.py", loader=loader)
+    try:
+        bootstrap._load(spec)
+    finally:
+        sys.modules.pop(_WARM_NAME, None)
+        linecache.cache.pop(f"/{_WARM_NAME}.py", None)
+
+
 def install(channel, root, top_level, prefetched=None):
     """Makes the workspace importable in this process; returns the Workspace."""
     sys.dont_write_bytecode = True

@@ -56,13 +56,7 @@ def recv_raw(sock, max_bytes=MAX_FRAME_BYTES):
     header = recv_exact(sock, _HEADER)
     if header is None:
         raise ProtocolError("connection closed before a blob frame")
-    length = int.from_bytes(header, "big")
-    if length > max_bytes:
-        raise ProtocolError(f"frame of {length} bytes is over the limit of {max_bytes}")
-    body = recv_exact(sock, length) if length else b""
-    if body is None:
-        raise ProtocolError("connection closed in the middle of a frame")
-    return body
+    return _body(header, sock, max_bytes)
 
 
 def recv_exact(sock, size, first=b""):
@@ -78,13 +72,19 @@ def recv_exact(sock, size, first=b""):
     return bytes(buf)
 
 
-def _decode(header, sock, max_bytes):
+def _body(header, sock, max_bytes):
+    """The bytes of the frame whose header is `header`, size-checked first."""
     length = int.from_bytes(header, "big")
     if length > max_bytes:
         raise ProtocolError(f"frame of {length} bytes is over the limit of {max_bytes}")
     body = recv_exact(sock, length) if length else b""
     if body is None:
         raise ProtocolError("connection closed in the middle of a frame")
+    return body
+
+
+def _decode(header, sock, max_bytes):
+    body = _body(header, sock, max_bytes)
     try:
         message = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:

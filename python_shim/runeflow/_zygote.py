@@ -216,6 +216,7 @@ def _spare(control, status_fd):
         gc.enable()
         # The C function: signal.signal's enum conversions cost ~20 page faults.
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        _warm_import_machinery()
         while True:
             request, fds, status = _read_request(control)
             if request is None:
@@ -236,6 +237,21 @@ def _spare(control, status_fd):
             os.write(status_fd, status or b"")
         finally:
             os._exit(0)
+
+
+def _warm_import_machinery():
+    """Loads one empty module through the workspace loader, while idle.
+
+    The first import in a forked child writes to many of the zygote's
+    pages (importlib's functions, locks, sys.modules), and each write
+    copies a page: done here, that cost is paid before an execution
+    arrives instead of inside its first import.
+    """
+    from runeflow import _hook
+    try:
+        _hook.warm_up_loader()
+    except Exception as exc:  # only an optimisation: never stop a spare
+        print(f"runeflow spare: import warm-up failed: {exc!r}", file=sys.stderr)
 
 
 def _take(control, fd, request, status_fd):

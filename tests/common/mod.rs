@@ -118,6 +118,18 @@ impl TestEnv {
         ))
     }
 
+    /// The one integer a `SELECT count(*) ...` returns, on this env's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
+            .await
+            .expect("query")
+            .expect("one row");
+        row.try_get_by_index::<i64>(0).expect("an integer")
+    }
+
     /// Serves this env's API over HTTP on a free loopback port (for the
     /// binary's client verbs); stops when the handle drops.
     pub async fn serve_http(&self) -> HttpServer {
