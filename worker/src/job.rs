@@ -16,6 +16,7 @@ use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
 use crate::prefetch::Prefetcher;
 use crate::record::{self, Start};
+use crate::running::Running;
 use crate::zygote::Zygotes;
 
 /// Everything a job handler needs, shared by all jobs of a worker.
@@ -28,6 +29,7 @@ pub struct JobContext {
     pub sources: Arc<Sources>,
     pub zygotes: Zygotes,
     pub prefetcher: Prefetcher,
+    pub running: Running,
     pub limits: Limits,
     pub default_timeout: Duration,
     pub max_attempts: i32,
@@ -43,15 +45,24 @@ pub enum Fault {
     Retry(String),
 }
 
-/// The apalis handler.
+/// The apalis handler: waits for the execution's run, which is a task of
+/// its own (see `running.rs`), so a dropped handler does not stop it.
 pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
-    match process(&ctx, &job).await {
-        Ok(()) => Ok(()),
-        Err(Fault::Retry(message)) => {
-            tracing::warn!(execution = %job.execution_id, %message, "worker fault; the job will be delivered again");
-            Err(message.into())
-        }
-    }
+    let ctx: Arc<JobContext> = (*ctx).clone();
+    let id = job.execution_id;
+    let runner = ctx.clone();
+    let result = ctx
+        .running
+        .join_or_start(id, move || async move {
+            process(&runner, &job)
+                .await
+                .map_err(|Fault::Retry(message)| message)
+        })
+        .await;
+    result.map_err(|message| {
+        tracing::warn!(execution = %id, %message, "worker fault; the job will be delivered again");
+        message.into()
+    })
 }
 
 async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {

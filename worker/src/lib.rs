@@ -12,6 +12,7 @@ pub mod index;
 pub mod modules;
 pub mod prefetch;
 pub mod record;
+pub mod running;
 mod shim;
 pub mod zygote;
 

@@ -20,6 +20,7 @@ use crate::index::IndexMirror;
 use crate::job::{JobContext, handle};
 use crate::modules::Sources;
 use crate::prefetch::Prefetcher;
+use crate::running::Running;
 use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes};
 
 /// How long an execution id stays deduplicated in the queue.
@@ -87,6 +88,7 @@ pub async fn context(
         sources: Arc::new(Sources::new(store, deps.db.clone())),
         zygotes,
         prefetcher,
+        running: Running::default(),
         limits: Limits {
             rlimits: Rlimits {
                 as_bytes: mb(config.memory_limit_mb),
