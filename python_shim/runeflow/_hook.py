@@ -232,7 +232,9 @@ class WorkspaceFinder:
         self._root = WorkspacePathFinder(workspace, "")
 
     def find_spec(self, fullname, path=None, target=None):
-        if "." in fullname or not self.workspace.owns(fullname):
+        if "." in fullname:
+            return self._prefetched_submodule(fullname, path)
+        if not self.workspace.owns(fullname):
             return None  # no round trip
         spec = self._root.find_spec(fullname, target)
         if spec is not None and spec.loader is None and _NamespacePath is not None:
@@ -241,6 +243,23 @@ class WorkspaceFinder:
             spec.submodule_search_locations = _NamespacePath(
                 fullname, list(spec.submodule_search_locations), _fixed_namespace_path)
         return spec
+
+    def _prefetched_submodule(self, fullname, path):
+        """A module or package the worker sent with `run`, found at once.
+
+        Only when the parent's ``__path__`` is exactly its workspace folder:
+        then PathFinder would find the same spec through that folder's
+        WorkspacePathFinder, after asking the other finders first. Anything
+        else (not sent, a namespace package, a ``__path__`` the user
+        changed) goes the disk-like way, through PathFinder.
+        """
+        hit = self.workspace.prefetched.get(fullname)
+        if hit is None or hit[0] == "namespace" or path is None:
+            return None
+        folder = self.workspace.abspath(fullname.rpartition(".")[0].replace(".", "/"))
+        if list(path) != [folder]:
+            return None
+        return self.workspace.spec(fullname, self.workspace.find(fullname))
 
     def invalidate_caches(self):
         """Nothing cached."""

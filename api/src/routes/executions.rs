@@ -135,13 +135,15 @@ pub async fn create(
     body: std::result::Result<Json<CreateExecution>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
-    let target = resolve_workflow(&state, &req.workflow).await?;
+    // Both read state the client's earlier writes already committed and
+    // published, so they may run at once.
+    let (target, version) = tokio::join!(
+        resolve_workflow(&state, &req.workflow),
+        state.store().version()
+    );
+    let target = target?;
     let parameters = check_parameters(&target, req.parameters)?;
-    let version = state
-        .store()
-        .version()
-        .await
-        .map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
+    let version = version.map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
     let id = Uuid::now_v7();
     insert_pending(&state, id, &target, parameters, version.generation).await?;
     let job = RunWorkflow {
