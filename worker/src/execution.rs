@@ -159,7 +159,7 @@ fn preamble(
         module: spec.module.clone(),
         function: spec.function.clone(),
         parameters: spec.parameters.clone(),
-        top_level: server.snapshot.top_level(),
+        top_level: server.snapshot.top_level().to_vec(),
         root: limits.virtual_root.clone(),
         max_log_bytes: limits.max_log_bytes,
         prefetch: entries,

@@ -37,6 +37,8 @@ pub struct IndexSnapshot {
     files: HashMap<String, String>,
     /// Folder → number of live files below it (any depth).
     dirs: HashMap<String, u32>,
+    /// `top_level()`, computed once per version (every `run` sends it).
+    top_level: std::sync::OnceLock<Vec<String>>,
 }
 
 /// What a dotted name resolves to.
@@ -53,6 +55,7 @@ impl IndexSnapshot {
             version,
             files: HashMap::with_capacity(files.len()),
             dirs: HashMap::new(),
+            top_level: std::sync::OnceLock::new(),
         };
         for (path, sha) in files {
             snapshot.put(path, sha);
@@ -61,6 +64,7 @@ impl IndexSnapshot {
     }
 
     fn put(&mut self, path: String, sha: String) {
+        self.top_level.take();
         if self.files.insert(path.clone(), sha).is_none() {
             for dir in parents(&path) {
                 *self.dirs.entry(dir.to_owned()).or_default() += 1;
@@ -69,6 +73,7 @@ impl IndexSnapshot {
     }
 
     fn remove(&mut self, path: &str) {
+        self.top_level.take();
         if self.files.remove(path).is_some() {
             for dir in parents(path) {
                 if let Some(n) = self.dirs.get_mut(dir) {
@@ -95,17 +100,19 @@ impl IndexSnapshot {
     }
 
     /// Top-level names an import of workspace code can start with.
-    pub fn top_level(&self) -> Vec<String> {
-        let mut names = BTreeSet::new();
-        for dir in self.dirs.keys().filter(|d| !d.contains('/')) {
-            names.insert(dir.clone());
-        }
-        for path in self.files.keys().filter(|p| !p.contains('/')) {
-            if let Some(stem) = path.strip_suffix(".py") {
-                names.insert(stem.to_owned());
+    pub fn top_level(&self) -> &[String] {
+        self.top_level.get_or_init(|| {
+            let mut names = BTreeSet::new();
+            for dir in self.dirs.keys().filter(|d| !d.contains('/')) {
+                names.insert(dir.clone());
             }
-        }
-        names.into_iter().filter(|n| is_identifier(n)).collect()
+            for path in self.files.keys().filter(|p| !p.contains('/')) {
+                if let Some(stem) = path.strip_suffix(".py") {
+                    names.insert(stem.to_owned());
+                }
+            }
+            names.into_iter().filter(|n| is_identifier(n)).collect()
+        })
     }
 
     /// Resolves `a.b.c` as a disk finder would: package, then module, then
