@@ -16,7 +16,7 @@ use runeflow_shared::protocol::{
 };
 use tokio::sync::Mutex;
 
-use crate::zygote::{Booted, ZygoteConfig, ZygoteError, boot};
+use crate::zygote::{Interpreter, ZygoteConfig, ZygoteError, boot};
 
 /// How long one compile request may take (big batches of big files).
 const COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,7 +44,7 @@ pub struct Import {
 /// it dies.
 pub struct Compiler {
     config: ZygoteConfig,
-    current: Mutex<Option<Booted>>,
+    current: Mutex<Option<Interpreter>>,
 }
 
 impl Compiler {
@@ -57,11 +57,21 @@ impl Compiler {
 
     /// Boots the compiler now, so the first execution does not wait for it.
     pub async fn warm_up(&self) -> Result<(), ZygoteError> {
-        let mut current = self.current.lock().await;
-        if current.is_none() {
+        self.running(&mut *self.current.lock().await)
+            .await
+            .map(|_| ())
+    }
+
+    /// The live compiler process in `current`, booting one when there is
+    /// none or it died.
+    async fn running<'c>(
+        &self,
+        current: &'c mut Option<Interpreter>,
+    ) -> Result<&'c mut Interpreter, ZygoteError> {
+        if !current.as_mut().is_some_and(Interpreter::is_alive) {
             *current = Some(boot(&self.config, Some("compiler")).await?);
         }
-        Ok(())
+        current.as_mut().ok_or(ZygoteError::Gone)
     }
 
     /// Compiles `(virtual file name, source)` pairs, in order.
@@ -70,15 +80,7 @@ impl Compiler {
         items: Vec<(String, Arc<str>)>,
     ) -> Result<Vec<Compiled>, ZygoteError> {
         let mut current = self.current.lock().await;
-        let alive = current
-            .as_mut()
-            .is_some_and(|c| matches!(c.process.try_wait(), Ok(None)));
-        if !alive {
-            *current = Some(boot(&self.config, Some("compiler")).await?);
-        }
-        let Some(process) = current.as_mut() else {
-            return Err(ZygoteError::Gone);
-        };
+        let process = self.running(&mut current).await?;
         let expected = items.len();
         let request = CompileRequest {
             op: "compile".to_owned(),

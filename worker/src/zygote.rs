@@ -60,16 +60,12 @@ pub struct ZygoteConfig {
     pub virtual_root: String,
 }
 
-/// A running zygote.
-struct Zygote {
-    process: Child,
-    control: UnixStream,
-    pid: i32,
-}
+/// A running zygote: an interpreter booted without a role.
+struct Zygote(Interpreter);
 
 /// A booted interpreter (zygote or compiler) and the worker's end of its
 /// control socket.
-pub(crate) struct Booted {
+pub(crate) struct Interpreter {
     pub process: Child,
     pub control: UnixStream,
     pub pid: i32,
@@ -77,7 +73,10 @@ pub(crate) struct Booted {
 
 /// Starts `python -I -B -c BOOTSTRAP` with a scrubbed environment, sends
 /// `boot` (with `role`, if any) and waits for `ready`.
-pub(crate) async fn boot(config: &ZygoteConfig, role: Option<&str>) -> Result<Booted, ZygoteError> {
+pub(crate) async fn boot(
+    config: &ZygoteConfig,
+    role: Option<&str>,
+) -> Result<Interpreter, ZygoteError> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     ours.set_nonblocking(true)?;
     let mut command = Command::new(&config.python);
@@ -121,7 +120,7 @@ pub(crate) async fn boot(config: &ZygoteConfig, role: Option<&str>) -> Result<Bo
                     .unwrap_or(0)
             };
             tracing::info!(pid, %python, role = role.unwrap_or("zygote"), "Python interpreter ready");
-            Ok(Booted {
+            Ok(Interpreter {
                 process,
                 control,
                 pid,
@@ -133,18 +132,16 @@ pub(crate) async fn boot(config: &ZygoteConfig, role: Option<&str>) -> Result<Bo
     }
 }
 
+impl Interpreter {
+    /// False once the process has exited.
+    pub(crate) fn is_alive(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+}
+
 impl Zygote {
     async fn start(config: &ZygoteConfig) -> Result<Self, ZygoteError> {
-        let Booted {
-            process,
-            control,
-            pid,
-        } = boot(config, None).await?;
-        Ok(Zygote {
-            process,
-            control,
-            pid,
-        })
+        boot(config, None).await.map(Zygote)
     }
 
     /// Forks one child that owns `child_end`; returns its pid.
@@ -159,18 +156,18 @@ impl Zygote {
             rlimits: rlimits.clone(),
         })?;
         let fds = [child_end.as_raw_fd()];
+        let control = &mut self.0.control;
         // The descriptor travels with the first byte; the rest is plain data.
         let mut sent = 0;
         while sent < frame.len() {
             let chunk = &frame[sent..];
-            let n = self
-                .control
+            let n = control
                 .async_io(Interest::WRITABLE, || {
                     let iov = [IoSlice::new(chunk)];
                     let cmsgs = [ControlMessage::ScmRights(&fds)];
                     let cmsg: &[ControlMessage] = if sent == 0 { &cmsgs } else { &[] };
                     sendmsg::<()>(
-                        self.control.as_raw_fd(),
+                        control.as_raw_fd(),
                         &iov,
                         cmsg,
                         MsgFlags::MSG_NOSIGNAL,
@@ -181,12 +178,9 @@ impl Zygote {
                 .await?;
             sent += n;
         }
-        let reply = tokio::time::timeout(
-            SPAWN_TIMEOUT,
-            read_message(&mut self.control, CONTROL_FRAME_LIMIT),
-        )
-        .await
-        .map_err(|_| ZygoteError::Timeout)??;
+        let reply = tokio::time::timeout(SPAWN_TIMEOUT, read_message(control, CONTROL_FRAME_LIMIT))
+            .await
+            .map_err(|_| ZygoteError::Timeout)??;
         match reply {
             Some(ControlReply::Spawned { pid }) => Ok(pid),
             Some(ControlReply::Error { message }) => Err(ZygoteError::Refused(message)),
@@ -196,7 +190,11 @@ impl Zygote {
     }
 
     fn is_alive(&mut self) -> bool {
-        matches!(self.process.try_wait(), Ok(None))
+        self.0.is_alive()
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.pid
     }
 }
 
@@ -270,7 +268,7 @@ impl Zygotes {
                     });
                 }
                 Err(err) if attempt == 0 => {
-                    tracing::warn!(%err, zygote = zygote.pid, "fork request failed; replacing the zygote");
+                    tracing::warn!(%err, zygote = zygote.pid(), "fork request failed; replacing the zygote");
                     *current = None;
                 }
                 Err(err) => return Err(err),
@@ -281,7 +279,7 @@ impl Zygotes {
 
     /// Pid of the current zygote, if one runs (for tests and logs).
     pub async fn pid(&self) -> Option<i32> {
-        self.current.lock().await.as_ref().map(|z| z.pid)
+        self.current.lock().await.as_ref().map(Zygote::pid)
     }
 }
 
