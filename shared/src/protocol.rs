@@ -73,14 +73,21 @@ pub async fn read_message<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
 /// Encodes a message as one frame (header included).
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, ProtocolError> {
     let body = serde_json::to_vec(message).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    append_frame(&mut frame, &body)?;
+    Ok(frame)
+}
+
+/// Appends `body` as one frame (header included) to `out`: a message's
+/// JSON, or a blob announced by the message before it.
+pub fn append_frame(out: &mut Vec<u8>, body: &[u8]) -> Result<(), ProtocolError> {
     let len = u32::try_from(body.len()).map_err(|_| ProtocolError::TooLarge {
         len: body.len(),
         limit: u32::MAX as usize,
     })?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&body);
-    Ok(frame)
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(())
 }
 
 /// Writes one message as a frame.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use runeflow_shared::protocol::{
-    ChildMessage, ErrorInfo, ExecutionResult, ProtocolError, Rlimits, RunMessage, encode,
-    read_message, write_message,
+    ChildMessage, ErrorInfo, ExecutionResult, ProtocolError, Rlimits, RunMessage, append_frame,
+    encode, read_message, write_message,
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -166,12 +166,7 @@ fn preamble(
     };
     let mut frames = encode(&run)?;
     if let Some(blob) = blob {
-        let len = u32::try_from(blob.len()).map_err(|_| ProtocolError::TooLarge {
-            len: blob.len(),
-            limit: u32::MAX as usize,
-        })?;
-        frames.extend_from_slice(&len.to_be_bytes());
-        frames.extend_from_slice(&blob);
+        append_frame(&mut frames, &blob)?;
     }
     Ok(frames)
 }
