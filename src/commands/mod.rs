@@ -13,6 +13,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod worker;
+mod workspace_folder;
 
 use crate::cli::Command;
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use futures::StreamExt;
 
 use super::client::ApiClient;
-use super::push::folder_prefix;
+use super::workspace_folder::workspace_folder;
 use crate::cli::PullArgs;
 
 /// Downloads in flight at once.
@@ -16,7 +16,7 @@ const PARALLEL: usize = 8;
 
 pub async fn run(args: PullArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client)?;
-    let prefix = folder_prefix(&args.prefix);
+    let prefix = workspace_folder(&args.prefix)?;
     let files = client.list_files(&prefix).await?;
     let written = futures::stream::iter(files.iter().map(|file| {
         let client = &client;

@@ -1,6 +1,7 @@
 //! `runeflow push <dir>`: uploads new and changed files (compared by
 //! content hash with the workspace's listing, so an unchanged folder uploads
 //! nothing), optionally deletes workspace files the folder no longer has.
+//! The folder is walked as `runeflow import` walks one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -13,6 +14,9 @@ use reqwest::StatusCode;
 use runeflow_shared::hash::content_hash;
 
 use super::client::{ApiClient, as_api_error};
+use super::import::folder::Folder;
+use super::import::source::Location;
+use super::workspace_folder::workspace_folder;
 use crate::cli::PushArgs;
 
 /// Uploads in flight at once.
@@ -29,8 +33,8 @@ enum Action {
 
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client)?;
-    let prefix = folder_prefix(&args.prefix);
-    let (local, mut refused) = local_files(&args.dir)?;
+    let prefix = workspace_folder(&args.prefix)?;
+    let (local, mut refused) = local_files(&args.dir).await?;
     let remote: BTreeMap<String, String> = client
         .list_files(&prefix)
         .await?
@@ -83,16 +87,6 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `""` or `"team/"`: the workspace folder files go into.
-pub(super) fn folder_prefix(prefix: &str) -> String {
-    let trimmed = prefix.trim_matches('/');
-    if trimmed.is_empty() {
-        String::new()
-    } else {
-        format!("{trimmed}/")
-    }
-}
-
 async fn upload(
     client: &ApiClient,
     path: &str,
@@ -118,36 +112,35 @@ async fn upload(
 /// A folder's files by relative path, and the ones refused before upload.
 type LocalFiles = (BTreeMap<String, PathBuf>, Vec<(String, Action)>);
 
-/// Files of `dir` by `/`-separated relative path, skipping `.git`,
-/// `__pycache__` and `.pyc` files; names that are not UTF-8 are refused
-/// here (a workspace path is UTF-8).
-fn local_files(dir: &Path) -> anyhow::Result<LocalFiles> {
+/// The folder's files as `runeflow import` walks a folder (same skip
+/// rules: `.git`, `__pycache__`, `.pyc`; links to folders not followed).
+/// Names that are not UTF-8 and entries that cannot be read are refused
+/// here, before anything is uploaded.
+async fn local_files(dir: &Path) -> anyhow::Result<LocalFiles> {
+    let folder = Folder::open(dir)?;
+    let entries = tokio::task::spawn_blocking(move || folder.list())
+        .await
+        .context("listing the folder panicked")??;
     let mut files = BTreeMap::new();
     let mut refused = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((folder, rel)) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&folder).with_context(|| format!("reading {}", folder.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("reading {}", folder.display()))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                refused.push((
-                    format!("{rel}{}", name.to_string_lossy()),
-                    Action::Refused("file name is not UTF-8".to_owned()),
-                ));
+    for entry in entries {
+        let relative = match String::from_utf8(entry.relative) {
+            Ok(relative) => relative,
+            Err(e) => {
+                let shown = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                refused.push((shown, Action::Refused("file name is not UTF-8".to_owned())));
                 continue;
-            };
-            let full = entry.path();
-            let meta =
-                std::fs::metadata(&full).with_context(|| format!("reading {}", full.display()))?;
-            if meta.is_dir() {
-                if name != ".git" && name != "__pycache__" {
-                    stack.push((full, format!("{rel}{name}/")));
-                }
-            } else if meta.is_file() && !name.ends_with(".pyc") {
-                files.insert(format!("{rel}{name}"), full);
             }
+        };
+        match entry.location {
+            Location::File(path) => {
+                files.insert(relative, path);
+            }
+            Location::Unreadable(reason) => refused.push((relative, Action::Refused(reason))),
+            Location::Object(_) => refused.push((
+                relative,
+                Action::Refused("not a file of the folder".to_owned()),
+            )),
         }
     }
     Ok((files, refused))

@@ -24,19 +24,21 @@ pub struct Folder {
 
 impl Folder {
     /// Checks that `path` is a folder we can read.
-    pub fn open(path: &str) -> anyhow::Result<Folder> {
-        let root = PathBuf::from(path);
-        let meta = match std::fs::metadata(&root) {
+    pub fn open(path: &Path) -> anyhow::Result<Folder> {
+        let shown = path.display();
+        let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("folder '{path}' does not exist")
+                bail!("folder '{shown}' does not exist")
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read folder '{path}'")),
+            Err(e) => return Err(e).with_context(|| format!("cannot read folder '{shown}'")),
         };
         if !meta.is_dir() {
-            bail!("'{path}' is not a folder (give a folder or s3://bucket/prefix)");
+            bail!("'{shown}' is not a folder (give a folder or s3://bucket/prefix)");
         }
-        Ok(Folder { root })
+        Ok(Folder {
+            root: path.to_path_buf(),
+        })
     }
 
     /// Walks the folder (blocking; run it on the blocking pool).

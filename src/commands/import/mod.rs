@@ -12,16 +12,16 @@
 //!
 //! [`Workspace::write`]: runeflow_shared::workspace::Workspace::write
 
-mod folder;
+pub(super) mod folder;
 mod plan;
 mod report;
 mod s3;
-mod source;
+pub(super) mod source;
 
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
-use runeflow_shared::path::WorkspacePath;
 
+use super::workspace_folder::workspace_folder;
 use crate::cli::ImportArgs;
 use crate::connect;
 use plan::Mode;
@@ -78,30 +78,4 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `--prefix` as a workspace folder: empty for the root, else validated
-/// and ending in exactly one `/` (`team` and `team/` both mean `team/`).
-fn workspace_folder(prefix: &str) -> anyhow::Result<String> {
-    if prefix.is_empty() {
-        return Ok(String::new());
-    }
-    let folder = prefix.trim_end_matches('/');
-    WorkspacePath::parse(folder)
-        .with_context(|| format!("--prefix '{prefix}' is not a valid workspace folder"))?;
-    Ok(format!("{folder}/"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::workspace_folder;
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(workspace_folder("").unwrap(), "");
-        assert_eq!(workspace_folder("team").unwrap(), "team/");
-        assert_eq!(workspace_folder("team/a//").unwrap(), "team/a/");
-        assert!(workspace_folder("/").is_err());
-        assert!(workspace_folder("../x").is_err());
-    }
 }

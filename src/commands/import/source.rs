@@ -55,7 +55,9 @@ impl Source {
         if s3::is_s3_url(source) {
             return Ok(Source::S3(s3::Bucket::open(source, s3_endpoint)?));
         }
-        Ok(Source::Folder(folder::Folder::open(source)?))
+        Ok(Source::Folder(folder::Folder::open(std::path::Path::new(
+            source,
+        ))?))
     }
 
     /// Every importable entry (skipped ones already left out).
