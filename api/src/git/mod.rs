@@ -11,7 +11,7 @@ mod repo;
 use std::collections::BTreeMap;
 
 use git2::{Oid, Signature};
-use runeflow_shared::workspace::{Workspace, WorkspaceError};
+use runeflow_shared::workspace::{Workspace, WorkspaceError, live_contents};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -266,21 +266,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| GitError::Local(format!("git task failed: {e}")))?
 }
 
-/// Every live file with its content, in path order.
+/// Every live file with its content as bytes, in path order.
 async fn live_files(db: &DatabaseConnection) -> Result<Vec<(String, Vec<u8>)>, DbErr> {
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT path, content FROM workspace_files WHERE NOT is_deleted ORDER BY path",
-        ))
-        .await?;
-    rows.into_iter()
-        .map(|row| {
-            let path: String = row.try_get("", "path")?;
-            let content: String = row.try_get("", "content")?;
-            Ok((path, content.into_bytes()))
-        })
-        .collect()
+    Ok(live_contents(db)
+        .await?
+        .into_iter()
+        .map(|(path, content)| (path, content.into_bytes()))
+        .collect())
 }
 
 async fn last_sync(

@@ -15,7 +15,9 @@ use crate::path::PathError;
 use crate::store::{Publisher, StoreVersion};
 
 pub use prepare::{Prepared, prepare};
-pub use query::{FileSummary, Page, find_live, find_rows, list_files, list_workflows};
+pub use query::{
+    FileSummary, Page, find_live, find_rows, list_files, list_workflows, live_contents,
+};
 pub use write::mutation_for;
 
 /// Why a workspace operation was refused or failed.

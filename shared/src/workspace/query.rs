@@ -3,7 +3,7 @@
 use chrono::{DateTime, FixedOffset};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    Statement,
+    QuerySelect, Statement,
 };
 
 use crate::entities::{workflow, workspace_file};
@@ -33,6 +33,22 @@ pub async fn find_live(
     workspace_file::Entity::find_by_id(path.to_owned())
         .filter(workspace_file::Column::IsDeleted.eq(false))
         .one(db)
+        .await
+}
+
+/// Every live file's path and content, in path order (a git push commits
+/// exactly these; a pull compares against them).
+pub async fn live_contents(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(String, String)>, sea_orm::DbErr> {
+    workspace_file::Entity::find()
+        .select_only()
+        .column(workspace_file::Column::Path)
+        .column(workspace_file::Column::Content)
+        .filter(workspace_file::Column::IsDeleted.eq(false))
+        .order_by_asc(workspace_file::Column::Path)
+        .into_tuple()
+        .all(db)
         .await
 }
 
