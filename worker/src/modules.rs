@@ -9,7 +9,7 @@ use runeflow_shared::protocol::{DirEntry, FindReply, ModuleKind};
 use runeflow_shared::store::{ModuleStore, read_through};
 use sea_orm::DatabaseConnection;
 
-use crate::index::IndexSnapshot;
+use crate::index::{IndexSnapshot, Resolved};
 
 /// Blobs kept in memory, by count (sources are small; this bounds memory).
 const CACHE_ENTRIES: usize = 4096;
@@ -77,22 +77,35 @@ pub struct ModuleServer {
 }
 
 impl ModuleServer {
-    pub async fn find(&self, name: &str) -> Result<FindReply, SourceError> {
+    /// A dotted name as the snapshot resolves it, with its source (none
+    /// for a namespace package); `None` when it is not in the workspace or
+    /// its content is gone everywhere.
+    pub async fn resolve(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Resolved, Option<Arc<str>>)>, SourceError> {
         let Some(resolved) = self.snapshot.resolve(name) else {
-            return Ok(FindReply::Missing { found: false });
+            return Ok(None);
         };
         let source = match (&resolved.kind, &resolved.sha256) {
             (ModuleKind::Namespace, _) | (_, None) => None,
             (_, Some(sha)) => match self.sources.get(&resolved.path, sha).await? {
-                Some(s) => Some(s.to_string()),
-                None => return Ok(FindReply::Missing { found: false }),
+                Some(source) => Some(source),
+                None => return Ok(None),
             },
         };
-        Ok(FindReply::Found {
-            found: true,
-            kind: resolved.kind,
-            path: resolved.path,
-            source,
+        Ok(Some((resolved, source)))
+    }
+
+    pub async fn find(&self, name: &str) -> Result<FindReply, SourceError> {
+        Ok(match self.resolve(name).await? {
+            None => FindReply::Missing { found: false },
+            Some((resolved, source)) => FindReply::Found {
+                found: true,
+                kind: resolved.kind,
+                path: resolved.path,
+                source: source.map(|s| s.to_string()),
+            },
         })
     }
 

@@ -119,15 +119,8 @@ impl Prefetcher {
         if name.split('.').next() == Some(SDK_PACKAGE) {
             return Ok(None);
         }
-        let Some(resolved) = server.snapshot.resolve(name) else {
+        let Some((resolved, source)) = server.resolve(name).await? else {
             return Ok(None);
-        };
-        let source = match &resolved.sha256 {
-            Some(sha) => match server.sources.get(&resolved.path, sha).await? {
-                Some(source) => Some(source),
-                None => return Ok(None),
-            },
-            None => None,
         };
         Ok(Some(Pending {
             name: name.to_owned(),
