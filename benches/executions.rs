@@ -354,29 +354,31 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// What the fork baselines import first: what the worker's zygote imports.
+const ZYGOTE_LIKE: &str = "import os, time, json, asyncio, logging, traceback, gc\ngc.freeze()\n";
+
+/// Runs `python -I -c` with [`ZYGOTE_LIKE`] then `script`, which prints one number.
+fn python_figure(what: &str, script: &str) -> anyhow::Result<f64> {
+    let out = Command::new(real_python()?)
+        .args(["-I", "-c", &format!("{ZYGOTE_LIKE}{script}")])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{what} baseline failed");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
 /// p50 of fork → child exits → parent reaps, in a python that imported
 /// what the zygote imports.
 fn python_fork_latency() -> anyhow::Result<Duration> {
-    let script = "import os, time, json, asyncio, logging, traceback, gc\ngc.freeze()\nr = []\nfor _ in range(200):\n    t = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n    r.append(time.perf_counter() - t)\nr.sort()\nprint(r[len(r)//2])\n";
-    let out = Command::new(real_python()?)
-        .args(["-I", "-c", script])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "fork baseline failed");
-    Ok(Duration::from_secs_f64(
-        String::from_utf8_lossy(&out.stdout).trim().parse()?,
-    ))
+    let script = "r = []\nfor _ in range(200):\n    t = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n    r.append(time.perf_counter() - t)\nr.sort()\nprint(r[len(r)//2])\n";
+    Ok(Duration::from_secs_f64(python_figure("fork", script)?))
 }
 
 /// Forks per second of two processes each forking and reaping a child
 /// that exits at once, in a python that imported what the zygote imports:
 /// what fork-per-execution alone costs on this machine, with no work done.
 fn python_fork_rate() -> anyhow::Result<f64> {
-    let script = "import os, time, json, asyncio, logging, traceback, gc\ngc.freeze()\ndef loop(n):\n    for _ in range(n):\n        pid = os.fork()\n        if pid == 0:\n            os._exit(0)\n        os.waitpid(pid, 0)\nn = 1000\nt = time.perf_counter()\nother = os.fork()\nif other == 0:\n    loop(n)\n    os._exit(0)\nloop(n)\nos.waitpid(other, 0)\nprint(2 * n / (time.perf_counter() - t))\n";
-    let out = Command::new(real_python()?)
-        .args(["-I", "-c", script])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "fork-rate baseline failed");
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    let script = "def loop(n):\n    for _ in range(n):\n        pid = os.fork()\n        if pid == 0:\n            os._exit(0)\n        os.waitpid(pid, 0)\nn = 1000\nt = time.perf_counter()\nother = os.fork()\nif other == 0:\n    loop(n)\n    os._exit(0)\nloop(n)\nos.waitpid(other, 0)\nprint(2 * n / (time.perf_counter() - t))\n";
+    python_figure("fork-rate", script)
 }
 
 /// p50 of starting `python3 -I -S -c pass` (30 runs).
