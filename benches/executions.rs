@@ -88,7 +88,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn start_worker(database_url: &str, redis_url: &str, prefix: &str) -> std::io::Result<Child> {
-    Command::new(env!("CARGO_BIN_EXE_runeflow"))
+    let binary = std::env::var("RUNEFLOW_BENCH_WORKER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_runeflow").to_owned());
+    Command::new(binary)
         .arg("worker")
         .env("DATABASE_URL", database_url)
         .env("REDIS_URL", redis_url)
@@ -98,7 +100,12 @@ fn start_worker(database_url: &str, redis_url: &str, prefix: &str) -> std::io::R
             "RUNEFLOW_PYTHON",
             real_python().unwrap_or_else(|_| "python3".to_owned()),
         )
-        .env("RUST_LOG", "warn")
+        // RUNEFLOW_BENCH_WORKER_LOG=runeflow_worker::job=debug prints each
+        // execution's phases (start, prepare, spawn, child, record, ...).
+        .env(
+            "RUST_LOG",
+            std::env::var("RUNEFLOW_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdout(Stdio::null())
         .spawn()
 }
@@ -149,6 +156,9 @@ async fn run(b: &Bench) -> anyhow::Result<()> {
         "  split (medians over the runs above): {}",
         b.split().await?
     );
+    if std::env::args().any(|a| a == "latency") {
+        return Ok(()); // `cargo bench --bench executions -- latency`: this part only
+    }
 
     let (rate, took) = throughput(b).await?;
     println!(

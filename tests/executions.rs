@@ -255,3 +255,48 @@ def compiled():
     assert_eq!(r["tb_shows_line"], true, "{e}");
     drop(worker);
 }
+
+/// A `wait`ed answer is built from the row the worker recorded and sent
+/// with its "finished" notice, or read back when the row is too big to
+/// send (over 64 KiB of logs): either way it is exactly what a later GET
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waited_answers_equal_the_recorded_row() {
+    let env = TestEnv::new().await;
+    let worker = env.start_worker(test_worker_config()).await;
+    env.put_files(&[(
+        "flows/talk.py",
+        "from runeflow import workflow\n\n@workflow\ndef talk(size: int):\n    print('x' * size)\n    return {'size': size}\n",
+    )])
+    .await;
+    let client = redis::Client::open(env.redis_url.as_str()).unwrap();
+    let mut notices = client.get_async_pubsub().await.unwrap();
+    notices
+        .subscribe(runeflow_shared::jobs::finished_channel(&env.name))
+        .await
+        .unwrap();
+    let mut notices = notices.into_on_message();
+    for (size, inline) in [(10, true), (100_000, false)] {
+        let waited = env.execute("talk", json!({"size": size})).await;
+        let payload: String = futures::StreamExt::next(&mut notices)
+            .await
+            .unwrap()
+            .get_payload()
+            .unwrap();
+        let notice = runeflow_shared::finished_notice::decode(&payload).unwrap();
+        assert_eq!(notice.id.to_string(), waited["id"].as_str().unwrap());
+        assert_eq!(notice.execution.is_some(), inline, "size {size}");
+        assert_eq!(waited["status"], "success", "{waited}");
+        assert_eq!(waited["result"]["size"], size);
+        assert!(waited["finished_at"].is_string(), "{waited}");
+        let read = env
+            .get(&format!(
+                "/api/executions/{}",
+                waited["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(read.status, StatusCode::OK);
+        assert_eq!(read.json(), waited, "size {size}");
+    }
+    worker.stop().await;
+}

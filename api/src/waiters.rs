@@ -1,19 +1,24 @@
 //! Waking `wait` requests when an execution finishes, from Redis pub/sub
-//! (workers publish each finished execution id), instead of polling
-//! PostgreSQL in a loop.
+//! (workers publish a notice per finished execution, see
+//! `runeflow_shared::finished_notice`), instead of polling PostgreSQL in a
+//! loop.
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::broadcast;
-use uuid::Uuid;
+use std::sync::Arc;
 
-/// Fan-out of finished execution ids to in-process waiters. `None` means
-/// "messages may have been missed" (the subscription reconnected): waiters
-/// re-check PostgreSQL.
+use futures::StreamExt;
+use runeflow_shared::finished_notice::{self, FinishedNotice};
+use tokio::sync::broadcast;
+
+/// What a waiter receives: a notice, or `None` for "messages may have been
+/// missed" (the subscription reconnected): waiters re-check PostgreSQL.
+pub type Wakeup = Option<Arc<FinishedNotice>>;
+
+/// Fan-out of finished-execution notices to in-process waiters.
 #[derive(Clone)]
 pub struct Waiters {
-    tx: broadcast::Sender<Option<Uuid>>,
+    tx: broadcast::Sender<Wakeup>,
 }
 
 impl Waiters {
@@ -25,12 +30,12 @@ impl Waiters {
         waiters
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Option<Uuid>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         self.tx.subscribe()
     }
 }
 
-async fn subscribe_forever(url: String, channel: String, tx: broadcast::Sender<Option<Uuid>>) {
+async fn subscribe_forever(url: String, channel: String, tx: broadcast::Sender<Wakeup>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match listen(&url, &channel, &tx).await {
@@ -46,7 +51,7 @@ async fn subscribe_forever(url: String, channel: String, tx: broadcast::Sender<O
 async fn listen(
     url: &str,
     channel: &str,
-    tx: &broadcast::Sender<Option<Uuid>>,
+    tx: &broadcast::Sender<Wakeup>,
 ) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
@@ -59,8 +64,8 @@ async fn listen(
             Ok(p) => p,
             Err(_) => continue,
         };
-        if let Ok(id) = payload.parse::<Uuid>() {
-            let _ = tx.send(Some(id));
+        if let Some(notice) = finished_notice::decode(&payload) {
+            let _ = tx.send(Some(Arc::new(notice)));
         }
     }
     Ok(())

@@ -52,6 +52,8 @@ pub struct Finished {
     pub logs: String,
     pub logs_truncated: bool,
     pub duration: Duration,
+    /// Of `duration`, how long getting a child took (for the phase log).
+    pub spawn: Duration,
 }
 
 /// Appends output up to a byte budget, noting truncation once.
@@ -96,6 +98,7 @@ pub async fn run(
     let child = zygotes
         .spawn(&spec.execution_id, &limits.rlimits, &preamble)
         .await?;
+    let spawn = started.elapsed();
     // Kills the child's group however this future ends (finished, timed
     // out, or dropped because apalis cancelled the handler).
     let _group = GroupGuard(child.pid);
@@ -115,6 +118,7 @@ pub async fn run(
         logs: logs.text,
         logs_truncated: logs.truncated,
         duration: started.elapsed(),
+        spawn,
     })
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use apalis::prelude::{BoxDynError, Data};
 use redis::aio::ConnectionManager;
 use runeflow_shared::durability::flush_wal;
+use runeflow_shared::entities::execution as execution_row;
+use runeflow_shared::finished_notice;
 use runeflow_shared::jobs::{RunWorkflow, finished_channel};
 use runeflow_shared::path::module_name;
 use sea_orm::DatabaseConnection;
@@ -15,7 +17,7 @@ use crate::execution::{self, Limits, RunSpec};
 use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
 use crate::prefetch::Prefetcher;
-use crate::record::{self, Start};
+use crate::record::{self, Recorded, Start};
 use crate::running::Running;
 use crate::zygote::Zygotes;
 
@@ -67,6 +69,7 @@ pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), 
 
 async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
     let id = job.execution_id;
+    let t0 = std::time::Instant::now();
     let row = match record::start(&ctx.db, id, &ctx.worker_name, ctx.max_attempts)
         .await
         .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))?
@@ -74,10 +77,11 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         Start::Run(row) => row,
         Start::Skip => return make_durable(ctx).await,
         Start::GaveUp => {
-            announce(ctx, id).await;
+            announce(ctx, id, None).await;
             return make_durable(ctx).await;
         }
     };
+    let t_start = t0.elapsed();
     let snapshot = ctx
         .mirror
         .snapshot_at_least(&job.workspace)
@@ -88,11 +92,11 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
             "the workflow file '{}' is no longer in the workspace",
             row.workflow_path
         );
-        finish_with_retries(ctx, || {
+        let recorded = finish_with_retries(ctx, || {
             record::fail(&ctx.db, id, row.attempt, "WorkflowNotFound", &message)
         })
         .await?;
-        announce(ctx, id).await;
+        announce(ctx, id, recorded.as_deref()).await;
         return make_durable(ctx).await;
     }
     let spec = RunSpec {
@@ -120,16 +124,31 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         ),
         None => None,
     };
+    let t_prepared = t0.elapsed();
     let finished = execution::run(&ctx.zygotes, &server, &spec, prefetch, &ctx.limits)
         .await
         .map_err(|e| Fault::Retry(format!("could not start Python: {e}")))?;
     let recorded =
         finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
-    if !recorded {
+    if recorded.is_none() {
         tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
     }
-    announce(ctx, id).await;
-    make_durable(ctx).await
+    let t_recorded = t0.elapsed();
+    announce(ctx, id, recorded.as_deref()).await;
+    let t_announced = t0.elapsed();
+    let durable = make_durable(ctx).await;
+    tracing::debug!(
+        execution = %id,
+        start_us = t_start.as_micros() as u64,
+        prepare_us = (t_prepared - t_start).as_micros() as u64,
+        spawn_us = finished.spawn.as_micros() as u64,
+        child_us = (finished.duration - finished.spawn).as_micros() as u64,
+        record_us = (t_recorded - t_prepared - finished.duration).as_micros() as u64,
+        announce_us = (t_announced - t_recorded).as_micros() as u64,
+        flush_us = t0.elapsed().saturating_sub(t_announced).as_micros() as u64,
+        "execution phases"
+    );
+    durable
 }
 
 /// Flushes the WAL before the job is acknowledged: the outcome was
@@ -144,10 +163,10 @@ async fn make_durable(ctx: &JobContext) -> Result<(), Fault> {
 
 /// Writes an outcome, retrying a few times in process: the child already
 /// ran, so giving up here would mean running user code again.
-async fn finish_with_retries<F, Fut>(ctx: &JobContext, write: F) -> Result<bool, Fault>
+async fn finish_with_retries<F, Fut>(ctx: &JobContext, write: F) -> Result<Recorded, Fault>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, sea_orm::DbErr>>,
+    Fut: std::future::Future<Output = Result<Recorded, sea_orm::DbErr>>,
 {
     let mut delay = Duration::from_millis(200);
     for _ in 0..5 {
@@ -165,12 +184,13 @@ where
     ))
 }
 
-/// Tells `wait`ing API requests the execution is final.
-async fn announce(ctx: &JobContext, id: uuid::Uuid) {
+/// Tells `wait`ing API requests the execution is final, with the row this
+/// worker recorded when there is one (see `finished_notice`).
+async fn announce(ctx: &JobContext, id: uuid::Uuid, recorded: Option<&execution_row::Model>) {
     let mut conn = ctx.redis.clone();
     let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
         .arg(finished_channel(&ctx.prefix))
-        .arg(id.to_string())
+        .arg(finished_notice::encode(id, recorded))
         .query_async(&mut conn)
         .await;
     if let Err(err) = sent {

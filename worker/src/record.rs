@@ -10,10 +10,14 @@ use std::sync::LazyLock;
 use runeflow_shared::durability::ASYNC_COMMIT;
 use runeflow_shared::entities::execution;
 use runeflow_shared::jobs::status;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use crate::execution::{Finished, Outcome};
+
+/// The row as an outcome left it (sent with the "finished" notice), or
+/// `None` when the update matched nothing: another attempt owns the row.
+pub type Recorded = Option<Box<execution::Model>>;
 
 /// What to do with a delivered job.
 #[derive(Debug)]
@@ -45,7 +49,8 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
          SET status = $3, result = $4, error_type = $5, error_message = $6, error_traceback = $7,
              logs = $8, logs_truncated = $9, finished_at = now(), duration_ms = $10
          FROM {ASYNC_COMMIT}
-         WHERE id = $1 AND attempt = $2 AND status = 'running'"
+         WHERE id = $1 AND attempt = $2 AND status = 'running'
+         RETURNING executions.*"
     )
 });
 
@@ -88,13 +93,14 @@ pub async fn start(
     Ok(Start::Run(Box::new(row)))
 }
 
-/// Records the outcome of `attempt`; false when another attempt owns the row.
+/// Records the outcome of `attempt`: the recorded row, or `None` when
+/// another attempt owns it.
 pub async fn finish(
     db: &DatabaseConnection,
     id: Uuid,
     attempt: i32,
     finished: &Finished,
-) -> Result<bool, DbErr> {
+) -> Result<Recorded, DbErr> {
     let duration_ms = i64::try_from(finished.duration.as_millis()).unwrap_or(i64::MAX);
     let timeout_message;
     let (state, value, error) = match &finished.outcome {
@@ -138,7 +144,7 @@ pub async fn fail(
     attempt: i32,
     kind: &str,
     message: &str,
-) -> Result<bool, DbErr> {
+) -> Result<Recorded, DbErr> {
     write(
         db,
         id,
@@ -164,28 +170,28 @@ async fn write(
     logs: &str,
     logs_truncated: bool,
     duration_ms: Option<i64>,
-) -> Result<bool, DbErr> {
+) -> Result<Recorded, DbErr> {
     let (kind, message, traceback) = match error {
         Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
         None => (None, None, None),
     };
-    let done = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            FINISH.as_str(),
-            [
-                id.into(),
-                attempt.into(),
-                state.into(),
-                value.into(),
-                kind.into(),
-                message.into(),
-                traceback.into(),
-                logs.into(),
-                logs_truncated.into(),
-                duration_ms.into(),
-            ],
-        ))
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let recorded = execution::Model::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        FINISH.as_str(),
+        [
+            id.into(),
+            attempt.into(),
+            state.into(),
+            value.into(),
+            kind.into(),
+            message.into(),
+            traceback.into(),
+            logs.into(),
+            logs_truncated.into(),
+            duration_ms.into(),
+        ],
+    ))
+    .one(db)
+    .await?;
+    Ok(recorded.map(Box::new))
 }

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::error::{AppError, ErrorBody, Result};
 use crate::state::AppState;
+use crate::waiters::Wakeup;
 
 /// Longest `wait` honoured, in seconds.
 const MAX_WAIT_SECS: f64 = 300.0;
@@ -299,7 +300,7 @@ fn check_parameters(
 /// can slip past: the row is read only when one says it may have changed.
 async fn wait_for(
     state: &AppState,
-    mut finished: Receiver<Option<Uuid>>,
+    mut finished: Receiver<Wakeup>,
     id: Uuid,
     wait: Duration,
 ) -> Result<execution::Model> {
@@ -307,8 +308,14 @@ async fn wait_for(
     loop {
         tokio::select! {
             msg = finished.recv() => match msg {
-                Ok(Some(done)) if done != id => continue,
-                // Ours, or messages may have been missed: look.
+                Ok(Some(done)) if done.id != id => continue,
+                // The worker sent the row it recorded: no need to read it back.
+                Ok(Some(done)) if done.execution.as_ref().is_some_and(|row| status::is_final(&row.status)) => {
+                    if let Some(row) = &done.execution {
+                        return Ok(row.clone());
+                    }
+                }
+                // Ours without the row, or messages may have been missed: look.
                 Ok(_) | Err(RecvError::Lagged(_)) => {
                     let row = load(state, id).await?;
                     if status::is_final(&row.status) {

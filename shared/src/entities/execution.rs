@@ -3,7 +3,9 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+/// Serde: a worker sends the recorded row with its "finished" notice
+/// (`finished_notice`).
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "executions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
