@@ -21,7 +21,7 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use runeflow_api::queue::JobQueue;
-use runeflow_shared::jobs::RunWorkflow;
+use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
@@ -856,9 +856,11 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     // (b) Queued, then pushed again twice, still with no worker up.
     let dup = submit(&env, "effect", params.clone()).await;
     let version = env.store().version().await.unwrap();
+    // A job of before `run` existed: the worker reads the row first.
     let job = RunWorkflow {
         execution_id: dup.parse().unwrap(),
         workspace: version,
+        run: None,
     };
     queue.push(&job).await.unwrap();
     queue.push(&job).await.unwrap();
@@ -885,9 +887,21 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     assert_eq!(e["status"], "success", "{e}");
     assert_eq!(e["attempt"], 1, "{e}");
 
-    // Pushed again once finished: nothing runs. A later execution on the
-    // same one-at-a-time worker finishing proves the queue moved past it.
-    queue.push(&job).await.unwrap();
+    // Pushed again once finished, with and without the run's details (a
+    // child is then prepared, but never told to go): nothing runs. A later
+    // execution on the same one-at-a-time worker finishing proves the
+    // queue moved past both.
+    deliver_again(&env, &job).await;
+    let detailed = RunWorkflow {
+        run: Some(RunDetails {
+            path: "flows/effect.py".into(),
+            function: "effect".into(),
+            parameters: params.clone(),
+            timeout_seconds: None,
+        }),
+        ..job.clone()
+    };
+    deliver_again(&env, &detailed).await;
     let after = env.execute("hello", json!({})).await;
     assert_eq!(after["status"], "success");
     let e = wait_final(&env, &dup, Duration::from_secs(1)).await;
@@ -913,6 +927,21 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     worker.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
     env.cleanup().await;
+}
+
+/// Pushes `job` as a new task (a fresh task id and idempotency key), as
+/// apalis's at-least-once delivery may hand it over again; `JobQueue::push`
+/// of the same execution would be skipped as a duplicate.
+async fn deliver_again(env: &TestEnv, job: &RunWorkflow) {
+    use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+    let config =
+        apalis_redis::Config::default().queue(runeflow_shared::jobs::queue_name(&env.name));
+    let mut storage = apalis_redis::RedisStorage::<RunWorkflow>::new(env.store().connection())
+        .with_config(config);
+    let task = TaskBuilder::new(job.clone())
+        .task_id(TaskId::from_string(uuid::Uuid::now_v7().to_string()))
+        .build();
+    storage.push_task(task).await.unwrap();
 }
 
 // ---------------------------------------------------------------- 7. Redis restart

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use runeflow_shared::entities::execution;
-use runeflow_shared::jobs::{RunWorkflow, status};
+use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -73,6 +73,7 @@ pub async fn repush_stale(
         let job = RunWorkflow {
             execution_id: row.id,
             workspace: StoreVersion::default(),
+            run: Some(RunDetails::of(row)),
         };
         queue.push(&job).await.map_err(|e| e.to_string())?;
     }

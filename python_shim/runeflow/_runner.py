@@ -44,9 +44,21 @@ def run(channel):
     _install_excepthooks()
     runeflow.context._bind(message["execution_id"], message["parameters"])
     sys.argv = [workspace.abspath(message["path"])]
+    if message.get("gate"):
+        _await_go(channel)
     frame = _execute(workspace, message)
     logs.close()
     channel.send_frame(frame)
+
+
+def _await_go(channel):
+    """Waits for the worker's `go`: it sent `run` while still deciding
+    whether the execution runs; nothing of the workflow runs before."""
+    message = channel.recv()
+    if message is None:
+        raise _protocol.ProtocolError("the worker closed the socket before `go`")
+    if message.get("op") != "go":
+        raise _protocol.ProtocolError(f"expected `go`, got {message.get('op')!r}")
 
 
 def _validate(message):
@@ -61,6 +73,8 @@ def _validate(message):
             raise _protocol.ProtocolError(f"`run` needs {field} ({kind.__name__})")
     if not isinstance(message.get("module"), (str, type(None))):
         raise _protocol.ProtocolError("`run` module must be a string or null")
+    if not isinstance(message.get("gate", False), bool):
+        raise _protocol.ProtocolError("`run` gate must be a boolean")
     return message
 
 

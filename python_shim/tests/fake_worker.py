@@ -285,10 +285,12 @@ class FakeWorker:
 
     def run(self, files, path, function, parameters=None, *, module="auto",
             execution_id="exec-1", max_log_bytes=1 << 20, rlimits=None, timeout=30,
-            top_level=None, prefetch=None):
+            top_level=None, prefetch=None, gate=None):
         """Runs `function` of workspace file `path`; returns an Execution.
 
         `prefetch`: dotted names sent with `run` as code objects.
+        `gate`: sends a gated `run`, then calls `gate(sock)`, which is to
+        send `go` (or not).
         """
         workspace = Workspace(files)
         pid, sock = self.spawn(execution_id, rlimits)
@@ -300,12 +302,16 @@ class FakeWorker:
                 "function": function, "parameters": parameters or {},
                 "top_level": workspace.top_level() if top_level is None else top_level,
                 "root": self.root, "max_log_bytes": max_log_bytes}
+            if gate is not None:
+                message["gate"] = True
             blob = None
             if prefetch is not None:
                 message["prefetch"], blob = workspace.prefetch(prefetch, self.root)
             send_frame(sock, message)
             if blob is not None:
                 sock.sendall(len(blob).to_bytes(4, "big") + blob)
+            if gate is not None:
+                gate(sock)
             self._converse(sock, workspace, execution, time.monotonic() + timeout)
         finally:
             sock.close()

@@ -323,6 +323,46 @@ class RunnerTest(unittest.TestCase):
         """, "helpers/__init__.py": "VALUE = 7\n"}, path="flows/my-flow.py")
         self.assertEqual(execution.value, ["__runeflow_main__", f"{ROOT}/flows/my-flow.py", 7])
 
+    def test_a_gated_run_waits_for_go(self):
+        marker = tempfile.mktemp(prefix="rf-gate-")
+        files = {"flows/main.py": f"""
+            open({marker!r}, "w").close()  # at import: workflow code
+            def main():
+                return "ran"
+        """}
+
+        def go_later(sock):
+            time.sleep(0.3)
+            self.assertFalse(os.path.exists(marker), "workflow code ran before `go`")
+            send_frame(sock, {"op": "go"})
+
+        try:
+            execution = run(files, gate=go_later)
+            self.assertEqual((execution.status, execution.value), ("success", "ran"),
+                             execution.error)
+            self.assertTrue(os.path.exists(marker))
+        finally:
+            if os.path.exists(marker):
+                os.unlink(marker)
+
+    def test_a_gated_run_without_go_runs_nothing(self):
+        marker = tempfile.mktemp(prefix="rf-gate-")
+        files = {"flows/main.py": f"""
+            open({marker!r}, "w").close()
+            def main():
+                return "ran"
+        """}
+        # The worker closes the socket instead (the row was not to run).
+        execution = run(files, gate=lambda sock: sock.shutdown(socket.SHUT_WR))
+        self.assertEqual(execution.status, "failed")
+        self.assertIn("before `go`", execution.error["message"])
+        self.assertFalse(os.path.exists(marker))
+        # Anything but `go` is a protocol error, and runs nothing either.
+        execution = run(files, gate=lambda sock: send_frame(sock, {"op": "find"}))
+        self.assertIn("ProtocolError", execution.error["type"])
+        self.assertIn("expected `go`", execution.error["message"])
+        self.assertFalse(os.path.exists(marker))
+
     def test_bad_run_message_is_a_protocol_error(self):
         pid, sock = WORKER.spawn("bad")
         try:

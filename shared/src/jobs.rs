@@ -3,15 +3,42 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::entities::execution;
 use crate::store::StoreVersion;
 
-/// The job pushed for each execution. The `executions` row holds everything
-/// else; the job only says which row, and which workspace version it must
-/// see at least (read-your-writes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The job pushed for each execution: which row, and which workspace
+/// version it must see at least (read-your-writes). The `executions` row
+/// is the truth; `run` repeats what the worker needs to prepare the child
+/// while it marks the row running (the child starts the workflow only
+/// once that update says so), so the update costs no time on the path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunWorkflow {
     pub execution_id: uuid::Uuid,
     pub workspace: StoreVersion,
+    /// Absent in jobs pushed before it existed: the worker then reads it
+    /// from the row first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunDetails>,
+}
+
+/// The immutable part of an `executions` row the child is prepared from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetails {
+    pub path: String,
+    pub function: String,
+    pub parameters: serde_json::Value,
+    pub timeout_seconds: Option<f64>,
+}
+
+impl RunDetails {
+    pub fn of(row: &execution::Model) -> Self {
+        RunDetails {
+            path: row.workflow_path.clone(),
+            function: row.function_name.clone(),
+            parameters: row.parameters.clone(),
+            timeout_seconds: row.timeout_seconds,
+        }
+    }
 }
 
 /// Queue (apalis namespace) under a deployment's prefix. No `:` inside the

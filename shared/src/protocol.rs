@@ -150,7 +150,15 @@ pub struct RunMessage {
     /// frame with their code objects follows this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefetch: Option<Vec<PrefetchEntry>>,
+    /// The child prepares everything, then waits for [`GO`] before it
+    /// imports the workflow: the worker sends `run` while it is still
+    /// marking the execution running, and `go` only if that says to run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gate: bool,
 }
+
+/// The frame that opens a gated `run` (see [`RunMessage::gate`]).
+pub const GO: &str = r#"{"op":"go"}"#;
 
 /// A module sent with `run`, as a `find` reply would describe it: a
 /// namespace package, or a module with `code_len` bytes of marshalled code

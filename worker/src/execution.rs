@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use runeflow_shared::protocol::{
-    ChildMessage, ErrorInfo, ExecutionResult, ProtocolError, Rlimits, RunMessage, append_frame,
+    ChildMessage, ErrorInfo, ExecutionResult, GO, ProtocolError, Rlimits, RunMessage, append_frame,
     encode, read_message, write_message,
 };
 use serde_json::json;
@@ -84,42 +84,83 @@ impl LogBuffer {
     }
 }
 
-/// Forks a child and runs `spec` in it. `Err` only for worker faults (no
-/// child could be started); anything the child does is an [`Outcome`].
-pub async fn run(
+/// A forked child that has its `run` (or most of it) but has not been
+/// told to go when `run` was gated. Dropping it kills the child's group.
+pub struct Child {
+    group: GroupGuard,
+    socket: UnixStream,
+    /// The preamble's bytes not written ahead of the fork request.
+    unsent: Vec<u8>,
+    gated: bool,
+    started: Instant,
+    spawn: Duration,
+}
+
+/// Forks a child for `spec` and hands it its `run`. With `gated`, the
+/// child prepares but waits for [`Child::run`]'s `go` before it touches
+/// user code. `Err` only for worker faults (no child could be started).
+pub async fn spawn(
     zygotes: &Zygotes,
     server: &ModuleServer,
     spec: &RunSpec,
     prefetch: Option<Bundle>,
     limits: &Limits,
-) -> Result<Finished, ZygoteError> {
+    gated: bool,
+) -> Result<Child, ZygoteError> {
     let started = Instant::now();
-    let preamble = preamble(server, spec, prefetch, limits)?;
+    let preamble = preamble(server, spec, prefetch, limits, gated)?;
     let child = zygotes
         .spawn(&spec.execution_id, &limits.rlimits, &preamble)
         .await?;
-    let spawn = started.elapsed();
-    // Kills the child's group however this future ends (finished, timed
-    // out, or dropped because apalis cancelled the handler).
-    let _group = GroupGuard(child.pid);
-    let mut logs = LogBuffer {
-        limit: limits.max_log_bytes,
-        ..LogBuffer::default()
-    };
-    let mut socket = child.socket;
-    let unsent = preamble.get(child.preamble_sent..).unwrap_or_default();
-    let deadline = tokio::time::Instant::now() + spec.timeout;
-    let outcome = tokio::select! {
-        outcome = converse(&mut socket, server, spec, unsent, limits, &mut logs) => outcome,
-        _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
-    };
-    Ok(Finished {
-        outcome,
-        logs: logs.text,
-        logs_truncated: logs.truncated,
-        duration: started.elapsed(),
-        spawn,
+    Ok(Child {
+        // Kills the child's group however it ends (finished, timed out,
+        // never told to go, or dropped because apalis cancelled the handler).
+        group: GroupGuard(child.pid),
+        socket: child.socket,
+        unsent: preamble
+            .get(child.preamble_sent..)
+            .unwrap_or_default()
+            .to_vec(),
+        gated,
+        started,
+        spawn: started.elapsed(),
     })
+}
+
+impl Child {
+    /// Lets the child run (sends `go` to a gated one) and serves it until
+    /// its result or `spec`'s timeout; anything the child does is an
+    /// [`Outcome`].
+    pub async fn run(self, server: &ModuleServer, spec: &RunSpec, limits: &Limits) -> Finished {
+        let Child {
+            group: _group,
+            mut socket,
+            mut unsent,
+            gated,
+            started,
+            spawn,
+        } = self;
+        if gated {
+            // Infallible: a constant, far below the frame limit.
+            let _ = append_frame(&mut unsent, GO.as_bytes());
+        }
+        let mut logs = LogBuffer {
+            limit: limits.max_log_bytes,
+            ..LogBuffer::default()
+        };
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let outcome = tokio::select! {
+            outcome = converse(&mut socket, server, spec, &unsent, limits, &mut logs) => outcome,
+            _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
+        };
+        Finished {
+            outcome,
+            logs: logs.text,
+            logs_truncated: logs.truncated,
+            duration: started.elapsed(),
+            spawn,
+        }
+    }
 }
 
 /// Kills the child and anything it started (its process group) on drop.
@@ -151,6 +192,7 @@ fn preamble(
     spec: &RunSpec,
     prefetch: Option<Bundle>,
     limits: &Limits,
+    gate: bool,
 ) -> Result<Vec<u8>, ZygoteError> {
     let (entries, blob) = match prefetch {
         Some(bundle) => (Some(bundle.entries), Some(bundle.blob)),
@@ -167,6 +209,7 @@ fn preamble(
         root: limits.virtual_root.clone(),
         max_log_bytes: limits.max_log_bytes,
         prefetch: entries,
+        gate,
     };
     let mut frames = encode(&run)?;
     if let Some(blob) = blob {

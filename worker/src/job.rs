@@ -9,11 +9,11 @@ use redis::aio::ConnectionManager;
 use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution as execution_row;
 use runeflow_shared::finished_notice;
-use runeflow_shared::jobs::{RunWorkflow, finished_channel};
+use runeflow_shared::jobs::{RunDetails, RunWorkflow, finished_channel};
 use runeflow_shared::path::module_name;
 use sea_orm::DatabaseConnection;
 
-use crate::execution::{self, Limits, RunSpec};
+use crate::execution::{self, Child, Limits, RunSpec};
 use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
 use crate::prefetch::Prefetcher;
@@ -70,11 +70,22 @@ pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), 
 async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
     let id = job.execution_id;
     let t0 = std::time::Instant::now();
-    let row = match record::start(&ctx.db, id, &ctx.worker_name, ctx.max_attempts)
-        .await
-        .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))?
-    {
+    // With the run's details in the job, the child is prepared (gated)
+    // while the row is marked running; otherwise the row comes first.
+    let early = job
+        .run
+        .as_ref()
+        .map(|run| spec_of(id, run, ctx.default_timeout));
+    let (start, prepared) = match &early {
+        Some(spec) => {
+            let (start, prepared) = tokio::join!(start(ctx, id), prepare(ctx, job, spec, true));
+            (start?, Some(prepared))
+        }
+        None => (start(ctx, id).await?, None),
+    };
+    let row = match start {
         Start::Run(row) => row,
+        // A prepared child is dropped here, before it was told to go.
         Start::Skip => return make_durable(ctx).await,
         Start::GaveUp => {
             announce(ctx, id, None).await;
@@ -82,15 +93,19 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         }
     };
     let t_start = t0.elapsed();
-    let snapshot = ctx
-        .mirror
-        .snapshot_at_least(&job.workspace)
-        .await
-        .map_err(|e| Fault::Retry(format!("module index: {e}")))?;
-    if snapshot.sha(&row.workflow_path).is_none() {
+    let (spec, prepared) = match (early, prepared) {
+        (Some(spec), Some(prepared)) => (spec, prepared?),
+        _ => {
+            let spec = spec_of(id, &RunDetails::of(&row), ctx.default_timeout);
+            let prepared = prepare(ctx, job, &spec, false).await?;
+            (spec, prepared)
+        }
+    };
+    let t_prepared = t0.elapsed();
+    let Some((server, child)) = prepared else {
         let message = format!(
             "the workflow file '{}' is no longer in the workspace",
-            row.workflow_path
+            spec.path
         );
         let recorded = finish_with_retries(ctx, || {
             record::fail(&ctx.db, id, row.attempt, "WorkflowNotFound", &message)
@@ -98,19 +113,74 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         .await?;
         announce(ctx, id, recorded.as_deref()).await;
         return make_durable(ctx).await;
+    };
+    let finished = child.run(&server, &spec, &ctx.limits).await;
+    let t_ran = t0.elapsed();
+    let recorded =
+        finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
+    if recorded.is_none() {
+        tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
     }
-    let spec = RunSpec {
+    let t_recorded = t0.elapsed();
+    announce(ctx, id, recorded.as_deref()).await;
+    let t_announced = t0.elapsed();
+    let durable = make_durable(ctx).await;
+    // Phases overlap when the child was prepared during the start update:
+    // `ready` is then when both were done.
+    tracing::debug!(
+        execution = %id,
+        gated = job.run.is_some(),
+        start_us = t_start.as_micros() as u64,
+        ready_us = t_prepared.as_micros() as u64,
+        spawn_us = finished.spawn.as_micros() as u64,
+        run_us = (t_ran - t_prepared).as_micros() as u64,
+        record_us = (t_recorded - t_ran).as_micros() as u64,
+        announce_us = (t_announced - t_recorded).as_micros() as u64,
+        flush_us = t0.elapsed().saturating_sub(t_announced).as_micros() as u64,
+        "execution phases"
+    );
+    durable
+}
+
+/// Marks the execution running for this attempt (see `record::start`).
+async fn start(ctx: &JobContext, id: uuid::Uuid) -> Result<Start, Fault> {
+    record::start(&ctx.db, id, &ctx.worker_name, ctx.max_attempts)
+        .await
+        .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))
+}
+
+fn spec_of(id: uuid::Uuid, run: &RunDetails, default_timeout: Duration) -> RunSpec {
+    RunSpec {
         execution_id: id.to_string(),
-        module: module_name(&row.workflow_path),
-        path: row.workflow_path.clone(),
-        function: row.function_name.clone(),
-        parameters: row.parameters.clone(),
-        timeout: row
+        module: module_name(&run.path),
+        path: run.path.clone(),
+        function: run.function.clone(),
+        parameters: run.parameters.clone(),
+        timeout: run
             .timeout_seconds
             .filter(|t| t.is_finite() && *t > 0.0)
             .map(Duration::from_secs_f64)
-            .unwrap_or(ctx.default_timeout),
-    };
+            .unwrap_or(default_timeout),
+    }
+}
+
+/// Pins the workspace version, gathers the workflow's compiled imports and
+/// forks the child with its `run`; `None` when the workflow's file is gone
+/// from that version.
+async fn prepare(
+    ctx: &JobContext,
+    job: &RunWorkflow,
+    spec: &RunSpec,
+    gated: bool,
+) -> Result<Option<(ModuleServer, Child)>, Fault> {
+    let snapshot = ctx
+        .mirror
+        .snapshot_at_least(&job.workspace)
+        .await
+        .map_err(|e| Fault::Retry(format!("module index: {e}")))?;
+    if snapshot.sha(&spec.path).is_none() {
+        return Ok(None);
+    }
     let server = ModuleServer {
         snapshot,
         sources: ctx.sources.clone(),
@@ -124,31 +194,10 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         ),
         None => None,
     };
-    let t_prepared = t0.elapsed();
-    let finished = execution::run(&ctx.zygotes, &server, &spec, prefetch, &ctx.limits)
+    let child = execution::spawn(&ctx.zygotes, &server, spec, prefetch, &ctx.limits, gated)
         .await
         .map_err(|e| Fault::Retry(format!("could not start Python: {e}")))?;
-    let recorded =
-        finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
-    if recorded.is_none() {
-        tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
-    }
-    let t_recorded = t0.elapsed();
-    announce(ctx, id, recorded.as_deref()).await;
-    let t_announced = t0.elapsed();
-    let durable = make_durable(ctx).await;
-    tracing::debug!(
-        execution = %id,
-        start_us = t_start.as_micros() as u64,
-        prepare_us = (t_prepared - t_start).as_micros() as u64,
-        spawn_us = finished.spawn.as_micros() as u64,
-        child_us = (finished.duration - finished.spawn).as_micros() as u64,
-        record_us = (t_recorded - t_prepared - finished.duration).as_micros() as u64,
-        announce_us = (t_announced - t_recorded).as_micros() as u64,
-        flush_us = t0.elapsed().saturating_sub(t_announced).as_micros() as u64,
-        "execution phases"
-    );
-    durable
+    Ok(Some((server, child)))
 }
 
 /// Flushes the WAL before the job is acknowledged: the outcome was

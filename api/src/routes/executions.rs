@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
 use runeflow_shared::durability::{ASYNC_COMMIT, flush_wal};
 use runeflow_shared::entities::{execution, workflow};
-use runeflow_shared::jobs::{RunWorkflow, status};
+use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement,
@@ -146,10 +146,17 @@ pub async fn create(
     let parameters = check_parameters(&target, req.parameters)?;
     let version = version.map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
     let id = Uuid::now_v7();
+    let run = RunDetails {
+        path: target.path.clone(),
+        function: target.function_name.clone(),
+        parameters: parameters.clone(),
+        timeout_seconds: target.timeout_seconds,
+    };
     insert_pending(&state, id, &target, parameters, version.generation).await?;
     let job = RunWorkflow {
         execution_id: id,
         workspace: version,
+        run: Some(run),
     };
     // The insert committed without waiting for the disk; the flush runs
     // alongside the push and the wait, and the answer waits for both, so
