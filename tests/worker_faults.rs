@@ -475,13 +475,17 @@ async fn inherited_descriptors_do_not_reach_the_child() {
 
 // ---------------------------------------------------------------- 2. SIGKILL
 
-const SLOW: &str = r#"import os, pathlib, time
+const SLOW: &str = r#"import os, pathlib, subprocess, time
 from runeflow import workflow, context
 
 @workflow
-def slow_once(marker_dir: str, sleep: float = 5.0):
+def slow_once(marker_dir: str, sleep: float = 5.0, helper: bool = False):
     runs = pathlib.Path(marker_dir) / f'{context.execution_id}.runs'
     first = not runs.exists()
+    if first and helper:
+        # A subprocess of the workflow's own, in its process group.
+        sleeper = subprocess.Popen(['sleep', '120'])
+        (pathlib.Path(marker_dir) / f'{context.execution_id}.helper').write_text(str(sleeper.pid))
     with open(runs, 'a') as f:
         f.write(f'{os.getpid()}\n')
     if first:
@@ -490,9 +494,10 @@ def slow_once(marker_dir: str, sleep: float = 5.0):
 "#;
 
 /// A worker process SIGKILLed mid-execution (as the OOM killer would): its
-/// zygote exits on its own (EOF on the control socket); after the orphan
-/// timeout (1 s × 3 here) another worker runs the execution again, as
-/// attempt 2, and records it once under its own name.
+/// zygote exits on its own (EOF on the control socket) and takes the
+/// execution's child and the workflow's own subprocess with it; after the
+/// orphan timeout (1 s × 3 here) another worker runs the execution again,
+/// as attempt 2, and records it once under its own name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_execution_is_rerun_elsewhere() {
     let env = TestEnv::new().await;
@@ -502,7 +507,7 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
     let id = submit(
         &env,
         "slow_once",
-        json!({"marker_dir": markers.display().to_string(), "sleep": 30.0}),
+        json!({"marker_dir": markers.display().to_string(), "sleep": 30.0, "helper": true}),
     )
     .await;
     let runs = markers.join(format!("{id}.runs"));
@@ -517,6 +522,11 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
         "the first run never started its workflow"
     );
     let first_pid: i32 = lines(&runs)[0].parse().unwrap();
+    let helper: i32 = std::fs::read_to_string(markers.join(format!("{id}.helper")))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(helper), "the workflow's subprocess runs");
     let interpreters = children_of(a.pid());
     assert_eq!(
         interpreters.len(),
@@ -544,13 +554,17 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
             "zygote, compiler or spare {z} of the killed worker still runs"
         );
     }
-    // The attempt-1 child leads its own process group and nobody kills it
-    // today (see killed_worker_leaves_no_running_child): only reported.
-    let orphan_gone = eventually(Duration::from_secs(3), || !alive(first_pid)).await;
-    println!(
-        "attempt-1 child {first_pid} {} 3 s after the kill",
-        if orphan_gone { "gone" } else { "STILL RUNNING" }
-    );
+    // The zygote killed the execution's process group on its way out.
+    for (what, pid) in [("attempt-1 child", first_pid), ("its subprocess", helper)] {
+        let gone = eventually(Duration::from_secs(5), || !alive(pid)).await;
+        if !gone {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        assert!(
+            gone,
+            "{what} {pid} still runs 5 s after its worker was killed"
+        );
+    }
 
     let mut config = test_worker_config();
     config.worker_name = Some(format!("{}-b", env.name));
@@ -572,19 +586,17 @@ async fn killed_worker_execution_is_rerun_elsewhere() {
     assert_eq!(row["finished_at"], e["finished_at"]);
     assert_eq!(row["attempt"], 2);
 
-    if alive(first_pid) {
-        let _ = killpg(Pid::from_raw(first_pid), Signal::SIGKILL);
-    }
     b.stop().await;
     let _ = std::fs::remove_dir_all(&markers);
     env.cleanup().await;
 }
 
 /// The child of a SIGKILLed worker (here with its whole process group, as
-/// `systemctl kill -s KILL` or a container stop would) must not go on
-/// running user code, in parallel with the re-run on another worker. It is
-/// in its own process group and nothing kills it: it runs until its
-/// workflow next writes to the dead socket or returns.
+/// `kill -9 -PGID` would) must not go on running user code, in parallel
+/// with the re-run on another worker: it dies with its zygote
+/// (PR_SET_PDEATHSIG). A workflow's own subprocesses survive this case
+/// (the zygote had no chance to kill their group); a container stop or
+/// `systemctl kill` ends them too, as they kill by cgroup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_leaves_no_running_child() {
     let env = TestEnv::new().await;

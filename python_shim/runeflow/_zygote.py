@@ -23,6 +23,7 @@ import gc
 import importlib
 import os
 import resource
+import select
 import signal
 import sys
 
@@ -65,6 +66,8 @@ def main(control, boot):
         _serve(control)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole terminal group
         sys.exit(130)
+    finally:
+        _kill_running()
 
 
 def _max_fd():
@@ -155,10 +158,64 @@ def _fork_spare(control):
         _die_with_zygote(zygote)
         _spare(control, write_end)  # never returns
     os.close(write_end)
+    watch = _pidfd(pid)
     try:
-        return os.read(read_end, 1)  # b"" if the spare died without a word
+        status = os.read(read_end, 1)  # b"" if the spare died without a word
     finally:
         os.close(read_end)
+    if status == _TAKEN and watch is not None:
+        _forget_finished()
+        _RUNNING[pid] = watch
+    elif watch is not None:
+        os.close(watch)
+    return status
+
+
+# -- the executions' process groups ------------------------------------------
+
+#: {pid: pidfd} of the children that took an execution and may still run.
+#: Each leads its own process group; when the worker is gone the zygote
+#: kills those groups, so a workflow's own subprocesses do not outlive it
+#: (the children themselves die with the zygote, see _die_with_zygote).
+_RUNNING = {}
+
+
+def _pidfd(pid):
+    """A pidfd for `pid` (None where there is none): it tells whether that
+    very process has exited, with no risk of meeting a reused pid."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _exited(pidfd):
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
+def _forget_finished():
+    for pid, pidfd in list(_RUNNING.items()):
+        if _exited(pidfd):
+            os.close(pidfd)
+            del _RUNNING[pid]
+
+
+def _drop_zygote_pidfds():
+    """In a spare: the zygote's pidfds are not the execution's to keep."""
+    for pidfd in _RUNNING.values():
+        os.close(pidfd)
+    _RUNNING.clear()
+
+
+def _kill_running():
+    """SIGKILLs the process group of every execution still running."""
+    for pid, pidfd in _RUNNING.items():
+        if not _exited(pidfd):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    _RUNNING.clear()
 
 
 def _refuse_one(control, why):
@@ -212,6 +269,7 @@ def _spare(control, status_fd):
     status = _BROKEN  # an unexpected fault here may leave the stream out of step
     try:
         # Execution-independent set-up, done while idle.
+        _drop_zygote_pidfds()
         gc.set_threshold(_CHILD_GC_THRESHOLD)
         gc.enable()
         # The C function: signal.signal's enum conversions cost ~20 page faults.
