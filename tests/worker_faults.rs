@@ -1157,6 +1157,13 @@ async fn worker_fault_retries_are_bounded() {
     );
     assert_eq!(e["status"], "failed", "{e}\n{}", worker.log());
     assert_eq!(e["error"]["type"], "WorkerLost", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the last fault: could not start Python"),
+        "the message says what went wrong: {e}"
+    );
     assert_eq!(e["attempt"], 4, "3 attempts lost, the 4th gives up: {e}");
     assert!(lines(&markers.join(format!("{lost}.runs"))).is_empty());
     assert_eq!(

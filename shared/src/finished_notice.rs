@@ -90,6 +90,7 @@ mod tests {
             started_at: Some(now),
             finished_at: Some(now),
             duration_ms: Some(3),
+            last_fault: None,
         }
     }
 

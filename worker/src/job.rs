@@ -61,10 +61,22 @@ pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), 
                 .map_err(|Fault::Retry(message)| message)
         })
         .await;
-    result.map_err(|message| {
-        tracing::warn!(execution = %id, %message, "worker fault; the job will be delivered again");
-        message.into()
-    })
+    match result {
+        Ok(()) => Ok(()),
+        Err(message) => {
+            tracing::warn!(execution = %id, %message, "worker fault; the job will be delivered again");
+            // Bounded: PostgreSQL itself may be the fault.
+            let noted = tokio::time::timeout(
+                Duration::from_secs(2),
+                record::note_fault(&ctx.db, id, &message),
+            )
+            .await;
+            if !matches!(noted, Ok(Ok(()))) {
+                tracing::warn!(execution = %id, "could not note the fault in PostgreSQL");
+            }
+            Err(message.into())
+        }
+    }
 }
 
 async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use runeflow_shared::durability::ASYNC_COMMIT;
 use runeflow_shared::entities::execution;
 use runeflow_shared::jobs::status;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use crate::execution::{Finished, Outcome};
@@ -54,6 +54,27 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+static FAULT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE executions SET last_fault = $2
+         FROM {ASYNC_COMMIT}
+         WHERE id = $1 AND status IN ('pending', 'running')"
+    )
+});
+
+/// Notes why an attempt ended in a worker fault (kept for the `WorkerLost`
+/// message if the execution is given up). Best effort: PostgreSQL may be
+/// the fault.
+pub async fn note_fault(db: &DatabaseConnection, id: Uuid, fault: &str) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        FAULT.as_str(),
+        [id.into(), fault.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Marks an execution running for this attempt.
 pub async fn start(
     db: &DatabaseConnection,
@@ -72,10 +93,14 @@ pub async fn start(
         return Ok(Start::Skip);
     };
     if row.attempt > max_attempts {
-        let message = format!(
+        let mut message = format!(
             "the execution was interrupted {} times by worker faults (worker killed or lost); giving up",
             row.attempt - 1
         );
+        if let Some(fault) = &row.last_fault {
+            message.push_str("; the last fault: ");
+            message.push_str(fault);
+        }
         write(
             db,
             id,

@@ -33,6 +33,8 @@ pub struct Model {
     pub started_at: Option<DateTimeWithTimeZone>,
     pub finished_at: Option<DateTimeWithTimeZone>,
     pub duration_ms: Option<i64>,
+    /// Why the last attempt ended in a worker fault, if one did.
+    pub last_fault: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
