@@ -300,3 +300,50 @@ async fn waited_answers_equal_the_recorded_row() {
     }
     worker.stop().await;
 }
+
+/// Runs of a workflow skip its PostgreSQL lookup while the workspace is
+/// unchanged; every write that changes it is seen by the very next POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_lookups_follow_every_write() {
+    let env = TestEnv::new().await;
+    let worker = env.start_worker(test_worker_config()).await;
+    let post = |parameters: serde_json::Value| {
+        env.post_json(
+            "/api/executions",
+            json!({"workflow": "add", "parameters": parameters, "wait": 30}),
+        )
+    };
+    env.put_files(&[(
+        "flows/add.py",
+        "from runeflow import workflow\n\n@workflow\ndef add(a: int):\n    return a\n",
+    )])
+    .await;
+    for _ in 0..2 {
+        let r = post(json!({"a": 1})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["result"], 1);
+    }
+    // New parameters: the cached lookup is not used.
+    env.put_files(&[(
+        "flows/add.py",
+        "from runeflow import workflow\n\n@workflow\ndef add(a: int, b: int):\n    return a + b\n",
+    )])
+    .await;
+    let r = post(json!({"a": 1})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(r.text().contains("b"), "{}", r.text());
+    let r = post(json!({"a": 1, "b": 2})).await;
+    assert_eq!(r.json()["result"], 3, "{}", r.text());
+    // A second definition makes the name ambiguous; a delete leaves none.
+    env.put_files(&[(
+        "flows/other.py",
+        "from runeflow import workflow\n\n@workflow\ndef add():\n    return 0\n",
+    )])
+    .await;
+    assert_eq!(post(json!({})).await.status, StatusCode::CONFLICT);
+    for path in ["flows/add.py", "flows/other.py"] {
+        assert_eq!(env.delete(path).await.status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(post(json!({"a": 1})).await.status, StatusCode::NOT_FOUND);
+    worker.stop().await;
+}

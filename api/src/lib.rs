@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod routes;
 pub mod state;
 pub mod waiters;
+pub mod workflow_cache;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 use crate::git::GitSettings;
 use crate::queue::JobQueue;
 use crate::waiters::Waiters;
+use crate::workflow_cache::WorkflowCache;
 use runeflow_shared::hash::content_hash;
 use runeflow_shared::store::ModuleStore;
 use runeflow_shared::workspace::Workspace;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub token_digest: String,
     /// Git author and remote credentials (from the API's environment).
     pub git: GitSettings,
+    /// Workflow lookups of executions, per store version.
+    pub workflows: WorkflowCache,
 }
 
 impl AppState {
@@ -28,6 +31,7 @@ impl AppState {
             waiters,
             token_digest: content_hash(api_token.as_bytes()),
             git: GitSettings::default(),
+            workflows: WorkflowCache::default(),
         }
     }
 

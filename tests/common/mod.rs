@@ -67,6 +67,9 @@ pub struct TestEnv {
     pub workspace: Workspace,
     pub config: Config,
     waiters: std::sync::OnceLock<runeflow_api::waiters::Waiters>,
+    /// One API state for all of this env's requests, as one API process
+    /// would have (its caches included).
+    state: std::sync::OnceLock<AppState>,
 }
 
 impl TestEnv {
@@ -101,6 +104,7 @@ impl TestEnv {
             workspace,
             config,
             waiters: std::sync::OnceLock::new(),
+            state: std::sync::OnceLock::new(),
         }
     }
 
@@ -109,13 +113,17 @@ impl TestEnv {
     }
 
     pub fn app(&self) -> Router {
-        let queue = runeflow_api::queue::JobQueue::new(self.store().connection(), &self.name);
-        runeflow_api::app(AppState::new(
-            self.workspace.clone(),
-            queue,
-            self.waiters(),
-            TOKEN,
-        ))
+        runeflow_api::app(self.state())
+    }
+
+    fn state(&self) -> AppState {
+        self.state
+            .get_or_init(|| {
+                let queue =
+                    runeflow_api::queue::JobQueue::new(self.store().connection(), &self.name);
+                AppState::new(self.workspace.clone(), queue, self.waiters(), TOKEN)
+            })
+            .clone()
     }
 
     /// The one integer a `SELECT count(*) ...` returns, on this env's database.
@@ -137,8 +145,7 @@ impl TestEnv {
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let queue = runeflow_api::queue::JobQueue::new(self.store().connection(), &self.name);
-        let state = AppState::new(self.workspace.clone(), queue, self.waiters(), TOKEN);
+        let state = self.state();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = runeflow_api::serve(listener, state, async {

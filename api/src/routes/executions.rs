@@ -1,6 +1,7 @@
 //! `/api/executions`: enqueue a workflow run, read executions back.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -14,6 +15,7 @@ use runeflow_shared::detect::Parameter;
 use runeflow_shared::durability::{ASYNC_COMMIT, flush_wal};
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
+use runeflow_shared::store::StoreVersion;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement,
@@ -136,15 +138,8 @@ pub async fn create(
     body: std::result::Result<Json<CreateExecution>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
-    // Both read state the client's earlier writes already committed and
-    // published, so they may run at once.
-    let (target, version) = tokio::join!(
-        resolve_workflow(&state, &req.workflow),
-        state.store().version()
-    );
-    let target = target?;
+    let (target, version) = lookup(&state, &req.workflow).await?;
     let parameters = check_parameters(&target, req.parameters)?;
-    let version = version.map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
     let id = Uuid::now_v7();
     let run = RunDetails {
         path: target.path.clone(),
@@ -236,6 +231,28 @@ async fn insert_pending(
 }
 
 /// `name` or `path::function` → the one workflow row it means.
+/// The workflow `reference` names and the store version the job is pinned
+/// to. A lookup cached at that very version costs no PostgreSQL read.
+/// Otherwise PostgreSQL is read after the version, never alongside it: the
+/// row found is then at least as new as the version it is cached under (a
+/// read that overtook a write published in between would be cached as
+/// current until the next write).
+async fn lookup(state: &AppState, reference: &str) -> Result<(Arc<workflow::Model>, StoreVersion)> {
+    let version = state
+        .store()
+        .version()
+        .await
+        .map_err(|e| AppError::Unavailable(format!("Redis unreachable: {e}")))?;
+    if let Some((at, found)) = state.workflows.get(reference)
+        && at == version
+    {
+        return Ok((found, version));
+    }
+    let target = Arc::new(resolve_workflow(state, reference).await?);
+    state.workflows.put(&version, reference, target.clone());
+    Ok((target, version))
+}
+
 async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow::Model> {
     if let Some((path, function)) = reference.rsplit_once("::") {
         return workflow::Entity::find()
