@@ -31,6 +31,8 @@ use support::BenchEnv;
 
 const LATENCY_RUNS: usize = 300;
 const THROUGHPUT_RUNS: usize = 3_000;
+/// Forks made by [`python_fork_rate`]: two loops of 1 000.
+const FORK_RATE_FORKS: usize = 2_000;
 const IMPORT_MODULES: usize = 100;
 const TOKEN: &str = "bench";
 
@@ -71,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         .map(|_| start_worker(&database_url, &redis_url, &name))
         .collect::<Result<_, _>>()?;
 
-    let result = run(&bench).await;
+    let pids: Vec<u32> = workers.iter().map(Child::id).collect();
+    let result = run(&bench, &pids).await;
 
     for w in &mut workers {
         let _ = Command::new("kill")
@@ -110,7 +113,7 @@ fn start_worker(database_url: &str, redis_url: &str, prefix: &str) -> std::io::R
         .spawn()
 }
 
-async fn run(b: &Bench) -> anyhow::Result<()> {
+async fn run(b: &Bench, workers: &[u32]) -> anyhow::Result<()> {
     println!(
         "runeflow execution bench ({} cores, 2 worker processes x concurrency 4)",
         std::thread::available_parallelism()?.get()
@@ -160,15 +163,23 @@ async fn run(b: &Bench) -> anyhow::Result<()> {
         return Ok(()); // `cargo bench --bench executions -- latency`: this part only
     }
 
+    let cpu_before = support::cpu::sample(workers);
     let (rate, took) = throughput(b).await?;
+    let cpu_after = support::cpu::sample(workers);
     println!(
         "throughput: {THROUGHPUT_RUNS} no-op executions in {:.2} s = {rate:.0} executions/s (goal >= 1000: {})",
         took.as_secs_f64(),
         met(rate >= 1000.0)
     );
     println!(
-        "  ceiling: 2 parallel loops of bare fork+exit of a pre-imported python, nothing else: {:.0}/s",
-        python_fork_rate()?
+        "  {}",
+        support::cpu::per_execution(&cpu_before, &cpu_after, THROUGHPUT_RUNS)
+    );
+    let machine = support::cpu::sample(&[]).machine;
+    let fork_rate = python_fork_rate()?;
+    let fork_cpu = (support::cpu::sample(&[]).machine - machine) * 1000.0 / FORK_RATE_FORKS as f64;
+    println!(
+        "  ceiling: 2 parallel loops of bare fork+exit of a pre-imported python, nothing else: {fork_rate:.0}/s, {fork_cpu:.2} ms of CPU per fork+exit"
     );
 
     let (virtual_ms, disk_ms) = import_ratio(b).await?;

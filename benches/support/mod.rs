@@ -2,6 +2,8 @@
 //! machine's services, created at start and removed at the end.
 #![allow(dead_code)]
 
+pub mod cpu;
+
 use runeflow_shared::redis_conn;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
