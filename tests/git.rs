@@ -209,6 +209,62 @@ async fn bad_requests_are_refused_clearly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Syncs of one (remote, branch) wait for each other, across API
+/// processes: a pull does not start while another holds the branch's lock
+/// (held here from outside, as a second API process would), and finishes
+/// once it is released. Another branch is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_of_one_branch_are_serialised() {
+    use runeflow_api::git::lock::{LOCK_SQL, lock_key};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let env = TestEnv::new().await;
+    let (dir, remote) = bare_repo(&env);
+    env.put_files(&[("lib/a.py", "A = 1\n")]).await;
+    for branch in ["main", "other"] {
+        let r = env
+            .post_json("/api/git/push", json!({"remote": remote, "branch": branch}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let other_api = env.db.begin().await.unwrap();
+    other_api
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            LOCK_SQL,
+            [lock_key(&remote, "main").into()],
+        ))
+        .await
+        .unwrap();
+    let env = std::sync::Arc::new(env);
+    let pull = {
+        let (env, remote) = (env.clone(), remote.clone());
+        tokio::spawn(async move {
+            env.post_json("/api/git/pull", json!({"remote": remote, "branch": "main"}))
+                .await
+        })
+    };
+    let r = env
+        .post_json(
+            "/api/git/pull",
+            json!({"remote": remote, "branch": "other"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "another branch is not held: {}", r.text());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !pull.is_finished(),
+        "the pull ran while the branch was locked"
+    );
+    other_api.commit().await.unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), pull)
+        .await
+        .expect("the pull goes on once the lock is released")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["synced"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `runeflow git push|pull` through the binary (conflicts exit non-zero).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_cli_verbs() {

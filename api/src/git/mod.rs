@@ -5,6 +5,7 @@
 //! three-way comparison that finds conflicts (`plan`). Credentials come
 //! from the API's environment only, never from a request.
 
+pub mod lock;
 pub mod plan;
 mod repo;
 
@@ -16,6 +17,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use lock::BranchLock;
 pub use plan::Prefer;
 use plan::Step;
 pub use repo::Credentials;
@@ -105,6 +107,7 @@ pub struct FileAction {
 
 /// Commits the live workspace on top of `branch` and pushes it. Refused
 /// (`Moved`) when the branch moved since the last sync, unless `force`.
+/// Waits for any other sync of the same branch (see `lock`).
 pub async fn push(
     workspace: &Workspace,
     settings: &GitSettings,
@@ -114,6 +117,20 @@ pub async fn push(
     force: bool,
 ) -> Result<PushReport, GitError> {
     check_names(remote, branch)?;
+    let lock = BranchLock::acquire(&workspace.db, remote, branch).await?;
+    let report = push_locked(workspace, settings, remote, branch, message, force).await;
+    lock.release().await?;
+    report
+}
+
+async fn push_locked(
+    workspace: &Workspace,
+    settings: &GitSettings,
+    remote: &str,
+    branch: &str,
+    message: &str,
+    force: bool,
+) -> Result<PushReport, GitError> {
     let files = live_files(&workspace.db).await?;
     let base = last_sync(&workspace.db, remote, branch).await?;
     let (settings, remote_url, branch_name, message) = (
@@ -156,6 +173,7 @@ pub async fn push(
 }
 
 /// Fetches `branch` and applies what changed there since the last sync.
+/// Waits for any other sync of the same branch (see `lock`).
 pub async fn pull(
     workspace: &Workspace,
     settings: &GitSettings,
@@ -164,6 +182,19 @@ pub async fn pull(
     prefer: Option<Prefer>,
 ) -> Result<PullReport, GitError> {
     check_names(remote, branch)?;
+    let lock = BranchLock::acquire(&workspace.db, remote, branch).await?;
+    let report = pull_locked(workspace, settings, remote, branch, prefer).await;
+    lock.release().await?;
+    report
+}
+
+async fn pull_locked(
+    workspace: &Workspace,
+    settings: &GitSettings,
+    remote: &str,
+    branch: &str,
+    prefer: Option<Prefer>,
+) -> Result<PullReport, GitError> {
     let base = last_sync(&workspace.db, remote, branch).await?;
     let local: BTreeMap<String, Vec<u8>> = live_files(&workspace.db).await?.into_iter().collect();
     let local_ids = local
