@@ -129,6 +129,44 @@ async fn run(b: &Bench, workers: &[u32]) -> anyhow::Result<()> {
         b.execute("noop", json!({})).await?;
     }
 
+    let only = |part: &str| std::env::args().any(|a| a == part);
+    if !only("throughput") {
+        latency(b).await?;
+    }
+    if only("latency") {
+        return Ok(()); // `cargo bench --bench executions -- latency`: this part only
+    }
+
+    let cpu_before = support::cpu::sample(workers);
+    let (rate, took) = throughput(b).await?;
+    let cpu_after = support::cpu::sample(workers);
+    println!(
+        "throughput: {THROUGHPUT_RUNS} no-op executions in {:.2} s = {rate:.0} executions/s (goal >= 1000: {})",
+        took.as_secs_f64(),
+        met(rate >= 1000.0)
+    );
+    println!(
+        "  {}",
+        support::cpu::per_execution(&cpu_before, &cpu_after, THROUGHPUT_RUNS)
+    );
+    let machine = support::cpu::sample(&[]).machine;
+    let fork_rate = python_fork_rate()?;
+    let fork_cpu = (support::cpu::sample(&[]).machine - machine) * 1000.0 / FORK_RATE_FORKS as f64;
+    println!(
+        "  ceiling: 2 parallel loops of bare fork+exit of a pre-imported python, nothing else: {fork_rate:.0}/s, {fork_cpu:.2} ms of CPU per fork+exit"
+    );
+
+    let (virtual_ms, disk_ms) = import_ratio(b).await?;
+    println!(
+        "import of a {IMPORT_MODULES}-module package: workspace {virtual_ms:.2} ms vs disk with .pyc {disk_ms:.2} ms -> ratio {:.2} (goal <= 1.0: {})",
+        virtual_ms / disk_ms,
+        met(virtual_ms / disk_ms <= 1.0)
+    );
+    Ok(())
+}
+
+/// Sequential no-op executions (POST with `wait`), with the baselines.
+async fn latency(b: &Bench) -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(LATENCY_RUNS);
     for _ in 0..LATENCY_RUNS {
         let started = Instant::now();
@@ -158,35 +196,6 @@ async fn run(b: &Bench, workers: &[u32]) -> anyhow::Result<()> {
     println!(
         "  split (medians over the runs above): {}",
         b.split().await?
-    );
-    if std::env::args().any(|a| a == "latency") {
-        return Ok(()); // `cargo bench --bench executions -- latency`: this part only
-    }
-
-    let cpu_before = support::cpu::sample(workers);
-    let (rate, took) = throughput(b).await?;
-    let cpu_after = support::cpu::sample(workers);
-    println!(
-        "throughput: {THROUGHPUT_RUNS} no-op executions in {:.2} s = {rate:.0} executions/s (goal >= 1000: {})",
-        took.as_secs_f64(),
-        met(rate >= 1000.0)
-    );
-    println!(
-        "  {}",
-        support::cpu::per_execution(&cpu_before, &cpu_after, THROUGHPUT_RUNS)
-    );
-    let machine = support::cpu::sample(&[]).machine;
-    let fork_rate = python_fork_rate()?;
-    let fork_cpu = (support::cpu::sample(&[]).machine - machine) * 1000.0 / FORK_RATE_FORKS as f64;
-    println!(
-        "  ceiling: 2 parallel loops of bare fork+exit of a pre-imported python, nothing else: {fork_rate:.0}/s, {fork_cpu:.2} ms of CPU per fork+exit"
-    );
-
-    let (virtual_ms, disk_ms) = import_ratio(b).await?;
-    println!(
-        "import of a {IMPORT_MODULES}-module package: workspace {virtual_ms:.2} ms vs disk with .pyc {disk_ms:.2} ms -> ratio {:.2} (goal <= 1.0: {})",
-        virtual_ms / disk_ms,
-        met(virtual_ms / disk_ms <= 1.0)
     );
     Ok(())
 }
