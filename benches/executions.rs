@@ -258,7 +258,9 @@ impl Bench {
                 DbBackend::Postgres,
                 "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - queued_at)) * 1000, \
                         percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) * 1000, \
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms::float8) \
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms::float8), \
+                        (max(extract(epoch FROM started_at - queued_at)) * 1000)::float8, \
+                        (max(extract(epoch FROM finished_at - started_at)) * 1000)::float8 \
                  FROM executions WHERE status = 'success'"
                     .to_owned(),
             ))
@@ -266,9 +268,11 @@ impl Bench {
             .ok_or_else(|| anyhow::anyhow!("no row"))?;
         let get = |i| row.try_get_by_index::<f64>(i).unwrap_or(f64::NAN);
         Ok(format!(
-            "queue->start {:.2} ms, start->finish {:.2} ms, child {:.0} ms (whole ms)",
+            "queue->start {:.2} ms (max {:.1}), start->finish {:.2} ms (max {:.1}), child {:.0} ms (whole ms)",
             get(0),
+            get(3),
             get(1),
+            get(4),
             get(2)
         ))
     }
