@@ -90,7 +90,14 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         .map(|run| spec_of(id, run, ctx.default_timeout));
     let (start, prepared) = match &early {
         Some(spec) => {
-            let (start, prepared) = tokio::join!(start(ctx, id), prepare(ctx, job, spec, true));
+            // A task of its own, so the update leaves at once rather than
+            // after the synchronous part of preparing the child.
+            let update = tokio::spawn(start_owned(ctx, id));
+            tokio::task::yield_now().await; // lets the update go out first
+            let prepared = prepare(ctx, job, spec, true).await;
+            let start = update
+                .await
+                .map_err(|e| Fault::Retry(format!("marking the execution running: {e}")))?;
             (start?, Some(prepared))
         }
         None => (start(ctx, id).await?, None),
@@ -159,6 +166,19 @@ async fn start(ctx: &JobContext, id: uuid::Uuid) -> Result<Start, Fault> {
     record::start(&ctx.db, id, &ctx.worker_name, ctx.max_attempts)
         .await
         .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))
+}
+
+/// [`start`] as a `'static` future, to run as a task of its own.
+fn start_owned(
+    ctx: &JobContext,
+    id: uuid::Uuid,
+) -> impl std::future::Future<Output = Result<Start, Fault>> + Send + 'static {
+    let (db, worker, max_attempts) = (ctx.db.clone(), ctx.worker_name.clone(), ctx.max_attempts);
+    async move {
+        record::start(&db, id, &worker, max_attempts)
+            .await
+            .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))
+    }
 }
 
 fn spec_of(id: uuid::Uuid, run: &RunDetails, default_timeout: Duration) -> RunSpec {
