@@ -149,9 +149,9 @@ async fn run(b: &Bench, workers: &[u32]) -> anyhow::Result<()> {
         "  {}",
         support::cpu::per_execution(&cpu_before, &cpu_after, THROUGHPUT_RUNS)
     );
-    let machine = support::cpu::sample(&[]).machine;
+    let machine = support::cpu::machine_seconds();
     let fork_rate = python_fork_rate()?;
-    let fork_cpu = (support::cpu::sample(&[]).machine - machine) * 1000.0 / FORK_RATE_FORKS as f64;
+    let fork_cpu = (support::cpu::machine_seconds() - machine) * 1000.0 / FORK_RATE_FORKS as f64;
     println!(
         "  ceiling: 2 parallel loops of bare fork+exit of a pre-imported python, nothing else: {fork_rate:.0}/s, {fork_cpu:.2} ms of CPU per fork+exit"
     );

@@ -20,8 +20,8 @@ fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Busy time of all CPUs (everything but idle and iowait).
-fn machine_seconds() -> f64 {
+/// Busy CPU seconds of all CPUs so far (everything but idle and iowait).
+pub fn machine_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<f64> = stat
         .lines()

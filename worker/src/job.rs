@@ -92,7 +92,7 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         Some(spec) => {
             // A task of its own, so the update leaves at once rather than
             // after the synchronous part of preparing the child.
-            let update = tokio::spawn(start_owned(ctx, id));
+            let update = tokio::spawn(start(ctx, id));
             tokio::task::yield_now().await; // lets the update go out first
             let prepared = prepare(ctx, job, spec, true).await;
             let start = update
@@ -161,15 +161,9 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
     durable
 }
 
-/// Marks the execution running for this attempt (see `record::start`).
-async fn start(ctx: &JobContext, id: uuid::Uuid) -> Result<Start, Fault> {
-    record::start(&ctx.db, id, &ctx.worker_name, ctx.max_attempts)
-        .await
-        .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))
-}
-
-/// [`start`] as a `'static` future, to run as a task of its own.
-fn start_owned(
+/// Marks the execution running for this attempt (see `record::start`); a
+/// `'static` future, so it can run as a task of its own.
+fn start(
     ctx: &JobContext,
     id: uuid::Uuid,
 ) -> impl std::future::Future<Output = Result<Start, Fault>> + Send + 'static {

@@ -17,7 +17,6 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use lock::BranchLock;
 pub use plan::Prefer;
 use plan::Step;
 pub use repo::Credentials;
@@ -117,59 +116,48 @@ pub async fn push(
     force: bool,
 ) -> Result<PushReport, GitError> {
     check_names(remote, branch)?;
-    let lock = BranchLock::acquire(&workspace.db, remote, branch).await?;
-    let report = push_locked(workspace, settings, remote, branch, message, force).await;
-    lock.release().await?;
-    report
-}
-
-async fn push_locked(
-    workspace: &Workspace,
-    settings: &GitSettings,
-    remote: &str,
-    branch: &str,
-    message: &str,
-    force: bool,
-) -> Result<PushReport, GitError> {
-    let files = live_files(&workspace.db).await?;
-    let base = last_sync(&workspace.db, remote, branch).await?;
-    let (settings, remote_url, branch_name, message) = (
-        settings.clone(),
-        remote.to_owned(),
-        branch.to_owned(),
-        message.to_owned(),
-    );
-    let count = files.len();
-    let (commit, pushed) = blocking(move || {
-        let scratch = Scratch::new()?;
-        let head = scratch.fetch(&remote_url, &branch_name, &settings.credentials)?;
-        let author = Signature::now(&settings.author_name, &settings.author_email)
-            .map_err(GitError::local)?;
-        let moved = head.is_some_and(|h| Some(h.to_string()) != base);
-        match scratch.commit(&branch_name, &files, head, &author, &message)? {
-            // The branch already holds exactly the workspace.
-            None => Ok((head.map(|h| h.to_string()).unwrap_or_default(), false)),
-            Some(_) if moved && !force => Err(GitError::Moved(format!(
-                "the branch '{branch_name}' is at {}, which this workspace has not synced \
-                 (last sync: {}); pull first, or push with force to overwrite it",
-                head.map(|h| h.to_string()).unwrap_or_default(),
-                base.as_deref().unwrap_or("never")
-            ))),
-            Some(id) => {
-                scratch.push(&remote_url, &branch_name, &settings.credentials)?;
-                Ok((id.to_string(), true))
+    lock::one_at_a_time(&workspace.db, remote, branch, async {
+        let files = live_files(&workspace.db).await?;
+        let base = last_sync(&workspace.db, remote, branch).await?;
+        let (settings, remote_url, branch_name, message) = (
+            settings.clone(),
+            remote.to_owned(),
+            branch.to_owned(),
+            message.to_owned(),
+        );
+        let count = files.len();
+        let (commit, pushed) = blocking(move || {
+            let scratch = Scratch::new()?;
+            let head = scratch.fetch(&remote_url, &branch_name, &settings.credentials)?;
+            let author = Signature::now(&settings.author_name, &settings.author_email)
+                .map_err(GitError::local)?;
+            let moved = head.is_some_and(|h| Some(h.to_string()) != base);
+            match scratch.commit(&branch_name, &files, head, &author, &message)? {
+                // The branch already holds exactly the workspace.
+                None => Ok((head.map(|h| h.to_string()).unwrap_or_default(), false)),
+                Some(_) if moved && !force => Err(GitError::Moved(format!(
+                    "the branch '{branch_name}' is at {}, which this workspace has not synced \
+                     (last sync: {}); pull first, or push with force to overwrite it",
+                    head.map(|h| h.to_string()).unwrap_or_default(),
+                    base.as_deref().unwrap_or("never")
+                ))),
+                Some(id) => {
+                    scratch.push(&remote_url, &branch_name, &settings.credentials)?;
+                    Ok((id.to_string(), true))
+                }
             }
+        })
+        .await?;
+        if !commit.is_empty() {
+            save_sync(&workspace.db, remote, branch, &commit).await?;
         }
+        Ok(PushReport {
+            commit,
+            pushed,
+            files: count,
+        })
     })
-    .await?;
-    if !commit.is_empty() {
-        save_sync(&workspace.db, remote, branch, &commit).await?;
-    }
-    Ok(PushReport {
-        commit,
-        pushed,
-        files: count,
-    })
+    .await
 }
 
 /// Fetches `branch` and applies what changed there since the last sync.
@@ -182,65 +170,56 @@ pub async fn pull(
     prefer: Option<Prefer>,
 ) -> Result<PullReport, GitError> {
     check_names(remote, branch)?;
-    let lock = BranchLock::acquire(&workspace.db, remote, branch).await?;
-    let report = pull_locked(workspace, settings, remote, branch, prefer).await;
-    lock.release().await?;
-    report
-}
-
-async fn pull_locked(
-    workspace: &Workspace,
-    settings: &GitSettings,
-    remote: &str,
-    branch: &str,
-    prefer: Option<Prefer>,
-) -> Result<PullReport, GitError> {
-    let base = last_sync(&workspace.db, remote, branch).await?;
-    let local: BTreeMap<String, Vec<u8>> = live_files(&workspace.db).await?.into_iter().collect();
-    let local_ids = local
-        .iter()
-        .map(|(path, content)| Ok((path.clone(), blob_id(content)?)))
-        .collect::<Result<BTreeMap<String, Oid>, GitError>>()?;
-    let (settings, remote_url, branch_name) =
-        (settings.clone(), remote.to_owned(), branch.to_owned());
-    let (head, steps) = blocking(move || {
-        let scratch = Scratch::new()?;
-        let head = scratch
-            .fetch(&remote_url, &branch_name, &settings.credentials)?
-            .ok_or_else(|| {
-                GitError::NotFound(format!("the remote has no branch '{branch_name}'"))
-            })?;
-        let theirs = scratch.files_at(head)?;
-        let base_files = match base.as_deref().and_then(|b| Oid::from_str(b).ok()) {
-            Some(b) if scratch.has_commit(b) => scratch.files_at(b)?,
-            _ => BTreeMap::new(),
-        };
-        let mut steps = Vec::new();
-        for (path, step) in plan::plan(&base_files, &theirs, &local_ids, prefer) {
-            let content = match (step, theirs.get(&path)) {
-                (Step::Take, Some(id)) => Some(scratch.blob(*id)?),
-                _ => None,
+    lock::one_at_a_time(&workspace.db, remote, branch, async {
+        let base = last_sync(&workspace.db, remote, branch).await?;
+        let local: BTreeMap<String, Vec<u8>> =
+            live_files(&workspace.db).await?.into_iter().collect();
+        let local_ids = local
+            .iter()
+            .map(|(path, content)| Ok((path.clone(), blob_id(content)?)))
+            .collect::<Result<BTreeMap<String, Oid>, GitError>>()?;
+        let (settings, remote_url, branch_name) =
+            (settings.clone(), remote.to_owned(), branch.to_owned());
+        let (head, steps) = blocking(move || {
+            let scratch = Scratch::new()?;
+            let head = scratch
+                .fetch(&remote_url, &branch_name, &settings.credentials)?
+                .ok_or_else(|| {
+                    GitError::NotFound(format!("the remote has no branch '{branch_name}'"))
+                })?;
+            let theirs = scratch.files_at(head)?;
+            let base_files = match base.as_deref().and_then(|b| Oid::from_str(b).ok()) {
+                Some(b) if scratch.has_commit(b) => scratch.files_at(b)?,
+                _ => BTreeMap::new(),
             };
-            steps.push((path, step, content));
+            let mut steps = Vec::new();
+            for (path, step) in plan::plan(&base_files, &theirs, &local_ids, prefer) {
+                let content = match (step, theirs.get(&path)) {
+                    (Step::Take, Some(id)) => Some(scratch.blob(*id)?),
+                    _ => None,
+                };
+                steps.push((path, step, content));
+            }
+            Ok((head, steps))
+        })
+        .await?;
+        let mut actions = Vec::new();
+        for (path, step, content) in steps {
+            actions.push(apply(workspace, &local, path, step, content).await?);
         }
-        Ok((head, steps))
+        let conflicts = actions.iter().filter(|a| a.action == "conflict").count();
+        let synced = conflicts == 0;
+        if synced {
+            save_sync(&workspace.db, remote, branch, &head.to_string()).await?;
+        }
+        Ok(PullReport {
+            commit: head.to_string(),
+            actions,
+            conflicts,
+            synced,
+        })
     })
-    .await?;
-    let mut actions = Vec::new();
-    for (path, step, content) in steps {
-        actions.push(apply(workspace, &local, path, step, content).await?);
-    }
-    let conflicts = actions.iter().filter(|a| a.action == "conflict").count();
-    let synced = conflicts == 0;
-    if synced {
-        save_sync(&workspace.db, remote, branch, &head.to_string()).await?;
-    }
-    Ok(PullReport {
-        commit: head.to_string(),
-        actions,
-        conflicts,
-        synced,
-    })
+    .await
 }
 
 /// Carries out one step through the workspace's write path.

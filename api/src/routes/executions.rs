@@ -331,23 +331,25 @@ async fn wait_for(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         tokio::select! {
-            msg = finished.recv() => match msg {
-                Ok(Some(done)) if done.id != id => continue,
-                // The worker sent the row it recorded: no need to read it back.
-                Ok(Some(done)) if done.execution.as_ref().is_some_and(|row| status::is_final(&row.status)) => {
-                    if let Some(row) = &done.execution {
-                        return Ok(row.clone());
-                    }
+            msg = finished.recv() => {
+                let notice = match msg {
+                    Ok(Some(done)) if done.id != id => continue,
+                    Ok(notice) => notice,
+                    Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => return load(state, id).await,
+                };
+                // The worker sent the row it recorded: no need to read it
+                // back. Without it (or when messages may have been missed),
+                // look.
+                let sent = notice.and_then(|n| n.execution.clone());
+                let row = match sent.filter(|row| status::is_final(&row.status)) {
+                    Some(row) => row,
+                    None => load(state, id).await?,
+                };
+                if status::is_final(&row.status) {
+                    return Ok(row);
                 }
-                // Ours without the row, or messages may have been missed: look.
-                Ok(_) | Err(RecvError::Lagged(_)) => {
-                    let row = load(state, id).await?;
-                    if status::is_final(&row.status) {
-                        return Ok(row);
-                    }
-                }
-                Err(RecvError::Closed) => return load(state, id).await,
-            },
+            }
             _ = tokio::time::sleep_until(deadline) => return load(state, id).await,
         }
     }
