@@ -13,4 +13,5 @@ pub mod path;
 pub mod protocol;
 pub mod redis_conn;
 pub mod store;
+pub mod timeout;
 pub mod workspace;

@@ -16,6 +16,8 @@ use runeflow_shared::workspace::Workspace;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tower::ServiceExt;
 
+pub mod worker_process;
+
 pub const TOKEN: &str = "test-token";
 
 /// PostgreSQL URL of a database the tests may create others from.

@@ -85,8 +85,13 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The default timeout, clamped into the range every timeout must be in.
     pub fn default_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.default_timeout.max(0.001))
+        let max = runeflow_shared::timeout::MAX_TIMEOUT_SECONDS;
+        if self.default_timeout.is_nan() {
+            return Duration::from_secs_f64(max);
+        }
+        Duration::from_secs_f64(self.default_timeout.clamp(0.001, max))
     }
 
     /// The configured name, or a fresh `host-pid-random` one.

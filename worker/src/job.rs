@@ -11,6 +11,7 @@ use runeflow_shared::entities::execution as execution_row;
 use runeflow_shared::finished_notice;
 use runeflow_shared::jobs::{RunDetails, RunWorkflow, finished_channel};
 use runeflow_shared::path::module_name;
+use runeflow_shared::timeout::{TimeoutOutOfRange, timeout_duration};
 use sea_orm::DatabaseConnection;
 
 use crate::execution::{self, Child, Limits, RunSpec};
@@ -84,10 +85,12 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
     let t0 = std::time::Instant::now();
     // With the run's details in the job, the child is prepared (gated)
     // while the row is marked running; otherwise the row comes first.
+    // A job it cannot run (see `spec_of`) takes the sequential path, which
+    // records why once the row is ours.
     let early = job
         .run
         .as_ref()
-        .map(|run| spec_of(id, run, ctx.default_timeout));
+        .and_then(|run| spec_of(id, run, ctx.default_timeout).ok());
     let (start, prepared) = match &early {
         Some(spec) => {
             // A task of its own, so the update leaves at once rather than
@@ -114,11 +117,21 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
     let t_start = t0.elapsed();
     let (spec, prepared) = match (early, prepared) {
         (Some(spec), Some(prepared)) => (spec, prepared?),
-        _ => {
-            let spec = spec_of(id, &RunDetails::of(&row), ctx.default_timeout);
-            let prepared = prepare(ctx, job, &spec, false).await?;
-            (spec, prepared)
-        }
+        _ => match spec_of(id, &RunDetails::of(&row), ctx.default_timeout) {
+            Ok(spec) => {
+                let prepared = prepare(ctx, job, &spec, false).await?;
+                (spec, prepared)
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let recorded = finish_with_retries(ctx, || {
+                    record::fail(&ctx.db, id, row.attempt, "InvalidTimeout", &message)
+                })
+                .await?;
+                announce(ctx, id, recorded.as_deref()).await;
+                return make_durable(ctx).await;
+            }
+        },
     };
     let t_prepared = t0.elapsed();
     let Some((server, child)) = prepared else {
@@ -175,19 +188,24 @@ fn start(
     }
 }
 
-fn spec_of(id: uuid::Uuid, run: &RunDetails, default_timeout: Duration) -> RunSpec {
-    RunSpec {
+/// What to run, or why it cannot run: a timeout a `Duration` cannot hold
+/// (or that is not positive) fails the execution instead of the worker.
+fn spec_of(
+    id: uuid::Uuid,
+    run: &RunDetails,
+    default_timeout: Duration,
+) -> Result<RunSpec, TimeoutOutOfRange> {
+    Ok(RunSpec {
         execution_id: id.to_string(),
         module: module_name(&run.path),
         path: run.path.clone(),
         function: run.function.clone(),
         parameters: run.parameters.clone(),
-        timeout: run
-            .timeout_seconds
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(default_timeout),
-    }
+        timeout: match run.timeout_seconds {
+            Some(seconds) => timeout_duration(seconds)?,
+            None => default_timeout,
+        },
+    })
 }
 
 /// Pins the workspace version, gathers the workflow's compiled imports and

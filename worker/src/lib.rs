@@ -14,6 +14,7 @@ pub mod prefetch;
 pub mod record;
 pub mod running;
 mod shim;
+mod storable;
 pub mod zygote;
 
 pub use config::WorkerConfig;

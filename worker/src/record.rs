@@ -14,6 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryRe
 use uuid::Uuid;
 
 use crate::execution::{Finished, Outcome};
+use crate::storable;
 
 /// The row as an outcome left it (sent with the "finished" notice), or
 /// `None` when the update matched nothing: another attempt owns the row.
@@ -120,7 +121,59 @@ pub async fn start(
 
 /// Records the outcome of `attempt`: the recorded row, or `None` when
 /// another attempt owns it.
+///
+/// Strings are escaped where PostgreSQL cannot hold them (see
+/// `storable`); if it still refuses the outcome because of its content,
+/// the execution is recorded `failed` with `OutcomeUnrecordable` (keeping
+/// the logs when those can be stored), never left for a retry that would
+/// run user code again.
 pub async fn finish(
+    db: &DatabaseConnection,
+    id: Uuid,
+    attempt: i32,
+    finished: &Finished,
+) -> Result<Recorded, DbErr> {
+    let refused = match write_outcome(db, id, attempt, finished).await {
+        Err(err) if storable::is_content_refusal(&err) => err,
+        other => return other,
+    };
+    tracing::warn!(execution = %id, err = %refused, "PostgreSQL refused the outcome's content; recording it as failed");
+    let message =
+        format!("the workflow's outcome could not be stored: PostgreSQL refused it ({refused})");
+    let error = Some(("OutcomeUnrecordable", message.as_str(), None));
+    let duration_ms = Some(i64::try_from(finished.duration.as_millis()).unwrap_or(i64::MAX));
+    let with_logs = write(
+        db,
+        id,
+        attempt,
+        status::FAILED,
+        None,
+        error,
+        &finished.logs,
+        finished.logs_truncated,
+        duration_ms,
+    )
+    .await;
+    match with_logs {
+        Err(err) if storable::is_content_refusal(&err) => {
+            write(
+                db,
+                id,
+                attempt,
+                status::FAILED,
+                None,
+                error,
+                "",
+                true,
+                duration_ms,
+            )
+            .await
+        }
+        other => other,
+    }
+}
+
+async fn write_outcome(
     db: &DatabaseConnection,
     id: Uuid,
     attempt: i32,
@@ -197,9 +250,15 @@ async fn write(
     duration_ms: Option<i64>,
 ) -> Result<Recorded, DbErr> {
     let (kind, message, traceback) = match error {
-        Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
+        Some((k, m, t)) => (
+            Some(storable::text(k).into_owned()),
+            Some(storable::text(m).into_owned()),
+            t.map(|t| storable::text(t).into_owned()),
+        ),
         None => (None, None, None),
     };
+    let value = value.map(storable::json);
+    let logs = storable::text(logs);
     let recorded = execution::Model::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         FINISH.as_str(),
@@ -211,7 +270,7 @@ async fn write(
             kind.into(),
             message.into(),
             traceback.into(),
-            logs.into(),
+            logs.as_ref().into(),
             logs_truncated.into(),
             duration_ms.into(),
         ],

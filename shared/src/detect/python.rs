@@ -27,6 +27,7 @@ use tree_sitter::{InputEdit, Node, ParseOptions, Parser, Point, Tree};
 
 use super::chunks::{PIECE_BYTES, entry_points_in_pieces};
 use super::{Analysis, Diagnostic, EntityType, Parameter, WorkflowKind, WorkflowMeta};
+use crate::timeout::timeout_duration;
 
 /// At most this many diagnostics are reported per file.
 pub(crate) const MAX_DIAGNOSTICS: usize = 20;
@@ -76,21 +77,21 @@ pub(crate) fn analyze_with_budget(source: &str, budget: Duration) -> Analysis {
     // No deadline only if the budget is too large to represent.
     let deadline = Instant::now().checked_add(budget);
     if source.len() >= 2 * PIECE_BYTES
-        && let Some(workflows) = entry_points_in_pieces(source, deadline)
+        && let Some(mut workflows) = entry_points_in_pieces(source, deadline)
     {
         return Analysis {
             entity_type: entity_type(&workflows),
+            diagnostics: check_timeouts(&mut workflows),
             workflows,
-            diagnostics: Vec::new(),
         };
     }
     match parse_source(source, deadline) {
         Parsed::Clean(tree) => {
-            let workflows = entry_points(tree.root_node(), source);
+            let mut workflows = entry_points(tree.root_node(), source);
             Analysis {
                 entity_type: entity_type(&workflows),
+                diagnostics: check_timeouts(&mut workflows),
                 workflows,
-                diagnostics: Vec::new(),
             }
         }
         Parsed::Broken(diagnostics) => Analysis {
@@ -525,13 +526,32 @@ fn keyword_argument<'t>(arguments: Node<'t>, name: &str, source: &str) -> Option
     found?.child_by_field_name("value")
 }
 
-/// `timeout=` only counts as a plain non-negative, finite int or float literal.
+/// `timeout=` only counts as a plain int or float literal; its range is
+/// checked afterwards ([`check_timeouts`]), which reports a bad one.
 fn timeout(value: Node, source: &str) -> Option<f64> {
-    let seconds = match number(value, source, 0)? {
-        Num::Int(i) => i as f64,
-        Num::Float(f) => f,
-    };
-    (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+    match number(value, source, 0)? {
+        Num::Int(i) => Some(i as f64),
+        Num::Float(f) => Some(f),
+    }
+}
+
+/// Drops every out-of-range `timeout=` (the worker's default then applies)
+/// and reports it as a diagnostic on the function's line.
+fn check_timeouts(workflows: &mut [WorkflowMeta]) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for meta in workflows {
+        if let Some(seconds) = meta.timeout_seconds
+            && let Err(err) = timeout_duration(seconds)
+        {
+            meta.timeout_seconds = None;
+            diagnostics.push(Diagnostic {
+                line: meta.line,
+                column: 1,
+                message: format!("{}: {err}; the default timeout applies", meta.function),
+            });
+        }
+    }
+    diagnostics
 }
 
 /// The first paragraph of the function's docstring, lines trimmed and joined

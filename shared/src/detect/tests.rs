@@ -413,6 +413,36 @@ fn detect_non_literal_keywords_fall_back() {
 }
 
 #[test]
+fn out_of_range_timeouts_are_dropped_with_a_diagnostic() {
+    for timeout in ["1e20", "0", "-5", "1e400", "604801"] {
+        let source = format!(
+            "from runeflow import workflow\n\n@workflow(timeout={timeout})\ndef run():\n    pass\n"
+        );
+        let analysis = analyze_python(&source);
+        assert_eq!(analysis.entity_type, EntityType::Workflow, "{timeout}");
+        assert_eq!(analysis.workflows[0].timeout_seconds, None, "{timeout}");
+        assert_eq!(
+            analysis.diagnostics.len(),
+            1,
+            "{timeout}: {:?}",
+            analysis.diagnostics
+        );
+        let diagnostic = &analysis.diagnostics[0];
+        assert_eq!(diagnostic.line, 4, "{timeout}");
+        assert!(
+            diagnostic.message.contains("out of range"),
+            "{}",
+            diagnostic.message
+        );
+    }
+    let fine = analyze_python(
+        "from runeflow import workflow\n@workflow(timeout=604800)\ndef run():\n    pass\n",
+    );
+    assert_eq!(fine.workflows[0].timeout_seconds, Some(604800.0));
+    assert!(fine.diagnostics.is_empty());
+}
+
+#[test]
 fn detect_name_keyword_concatenated_and_empty() {
     let meta = single(&["@workflow(name='a' \"b\")", "def run():", "    pass"]);
     assert_eq!(meta.name, "ab");
