@@ -99,6 +99,7 @@ fn start_worker(database_url: &str, redis_url: &str, prefix: &str) -> std::io::R
         .env("REDIS_URL", redis_url)
         .env("RUNEFLOW_REDIS_PREFIX", prefix)
         .env("RUNEFLOW_CONCURRENCY", "4")
+        .env("RUNEFLOW_CHILD_USERS", "off")
         .env(
             "RUNEFLOW_PYTHON",
             real_python().unwrap_or_else(|_| "python3".to_owned()),

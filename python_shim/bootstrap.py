@@ -64,6 +64,19 @@ class ShimImporter:
         return self._path(name).endswith("/__init__.py")
 
 
+def _not_dumpable():
+    """PR_SET_DUMPABLE 0: /proc/<pid>/{environ,mem,...} become root-owned and
+    same-uid ptrace is refused, so user code cannot read this process (the
+    flag is reset by execve, so the worker's own setting does not carry over).
+    """
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+_not_dumpable()
 control = socket.socket(fileno=0)
 boot = json.loads(recv_exact(control, int.from_bytes(recv_exact(control, 4), "big")))
 if boot.get("op") != "boot" or not isinstance(boot.get("shim"), dict):

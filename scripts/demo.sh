@@ -18,6 +18,9 @@ bin=target/release/runeflow
 work=$(mktemp -d /tmp/runeflow-demo.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 unset DATABASE_URL REDIS_URL
+# Children run under uids of their own when run as root: they need an
+# interpreter every user can read (Debian's, not one under /root).
+if [ -x /usr/bin/python3 ]; then export RUNEFLOW_PYTHON="${RUNEFLOW_PYTHON:-/usr/bin/python3}"; fi
 export RUNEFLOW_BIND="127.0.0.1:$port" RUNEFLOW_DEV_DIR="$work" RUST_LOG=warn
 "$bin" dev > "$work/dev.log" 2>&1 &
 dev_pid=$!

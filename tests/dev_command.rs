@@ -28,6 +28,7 @@ fn dev_runs_everything_with_private_services_and_stops_them() {
         .env("RUNEFLOW_DEV_DIR", &data)
         .env("RUNEFLOW_BIND", "127.0.0.1:0")
         .env("RUNEFLOW_API_TOKEN", "dev-token")
+        .env("RUNEFLOW_CHILD_USERS", "off")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

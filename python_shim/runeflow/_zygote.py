@@ -37,6 +37,14 @@ _SHIM_MODULES = ("runeflow._protocol", "runeflow._hook", "runeflow._output",
 #: 700 (a short run then rarely collects at all). Cycles are still collected.
 _CHILD_GC_THRESHOLD = 10_000
 
+# prctl options (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+
+#: Pid of the zygote (set in each spare): a child's parent must stay it.
+_ZYGOTE_PID = None
+
 # What a spare tells the zygote when it stops reading the control socket.
 _TAKEN = b"T"   # it answered a `spawn` and runs that execution: fork the next spare
 _EOF = b"E"     # the control socket closed (or the worker is gone): exit 0
@@ -85,7 +93,7 @@ def _die_with_zygote(zygote):
     running user code then, in parallel with its re-run elsewhere.
     """
     if _PRCTL is not None:
-        _PRCTL(1, _signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        _PRCTL(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
     if os.getppid() != zygote:
         os._exit(1)  # the zygote died before prctl took effect
 
@@ -154,6 +162,8 @@ def _fork_spare(control):
         os.close(write_end)
         raise
     if pid == 0:
+        global _ZYGOTE_PID
+        _ZYGOTE_PID = zygote
         os.close(read_end)
         _die_with_zygote(zygote)
         _spare(control, write_end)  # never returns
@@ -233,7 +243,7 @@ def _refuse_one(control, why):
 def _read_request(control):
     """(request, fds, status): request None with the status to report."""
     try:
-        request, fds = _protocol.recv_with_fds(control, maxfds=1)
+        request, fds = _protocol.recv_with_fds(control, maxfds=2)
     except _protocol.ProtocolError as exc:
         # The stream may be out of step: say why, then let the worker replace us.
         _send(control, {"op": "error", "message": f"control protocol: {exc}"})
@@ -247,8 +257,8 @@ def _read_request(control):
 
 def _spawn_error(request, fds):
     """Why `request` is not a valid `spawn`, or None."""
-    if request.get("op") != "spawn" or len(fds) != 1:
-        return (f"expected `spawn` with one descriptor, got op={request.get('op')!r} "
+    if request.get("op") != "spawn" or len(fds) not in (1, 2):
+        return (f"expected `spawn` with one or two descriptors, got op={request.get('op')!r} "
                 f"with {len(fds)}")
     return None
 
@@ -281,7 +291,7 @@ def _spare(control, status_fd):
                 break
             error = _spawn_error(request, fds)
             if error is None:
-                status = _take(control, fds[0], request, status_fd)  # returns only on failure
+                status = _take(control, fds, request, status_fd)  # returns only on failure
                 break
             for fd in fds:
                 os.close(fd)
@@ -312,24 +322,60 @@ def _warm_import_machinery():
         print(f"runeflow spare: import warm-up failed: {exc!r}", file=sys.stderr)
 
 
-def _take(control, fd, request, status_fd):
-    """Turns the spare into the child of the execution on `fd` (never
-    returns, unless the worker is gone before the reply: then _EOF)."""
+def _take(control, fds, request, status_fd):
+    """Turns the spare into the child of the execution on `fds[0]` (never
+    returns, unless it cannot become that child: then the status to report,
+    _EOF when the worker is gone, None after an `error` reply)."""
+    fd, output = fds[0], (fds[1] if len(fds) > 1 else None)
     os.set_inheritable(fd, False)  # user subprocesses must not get the socket
     setup_error = None
     try:
         os.setpgid(0, 0)  # own process group, before the worker learns the pid
     except OSError as exc:  # reported on the execution's socket
         setup_error = exc
+    try:
+        _become_user(request.get("user"))
+    except OSError as exc:  # a worker fault: no user code ran
+        for owned in fds:
+            os.close(owned)
+        return _send(control, {"op": "error", "message": f"cannot switch to the child user: {exc}"})
     if _send(control, {"op": "spawned", "pid": os.getpid()}) is not None:
-        os.close(fd)
+        for owned in fds:
+            os.close(owned)
         return _EOF
     os.write(status_fd, _TAKEN)  # the zygote forks the next spare while we run
     os.close(status_fd)
-    _child(control, fd, request, setup_error)
+    _child(control, fd, output, request, setup_error)
 
 
-def _child(control, fd, request, setup_error):
+def _become_user(user):
+    """Switches to the execution's own uid/gid (no supplementary groups).
+
+    Each concurrency slot of a worker has its own uid, so an execution can
+    signal or trace no other process: not the worker, not the zygote, not
+    another execution. A credential change clears the parent-death signal
+    and the dumpable flag: the first is set again; the second is set to 1
+    (this process holds nothing secret, and its own /proc entries stay
+    usable to it).
+    """
+    if not user:
+        return
+    uid, gid = int(user["uid"]), int(user["gid"])
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise PermissionError(f"still uid {os.getuid()}/{os.geteuid()}, not {uid}")
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    _die_with_zygote(_ZYGOTE_PID)
+    try:
+        os.chdir(os.environ.get("HOME") or "/")
+    except OSError:
+        os.chdir("/")
+
+
+def _child(control, fd, output, request, setup_error):
     """Body of an execution's child: finish the set-up, run, os._exit."""
     status = 1
     channel = None
@@ -339,7 +385,7 @@ def _child(control, fd, request, setup_error):
         channel = _protocol.Channel(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
         if setup_error is not None:
             raise setup_error
-        _prepare_child(control, request)
+        _prepare_child(control, output, request)
         from runeflow import _runner
         _runner.run(channel)
         status = 0
@@ -347,10 +393,11 @@ def _child(control, fd, request, setup_error):
         _report(channel, exc)
     finally:
         _flush_std()
+        _kill_descendants()
         os._exit(status)
 
 
-def _prepare_child(control, request):
+def _prepare_child(control, output, request):
     """The rest of what PROTOCOL.md asks of a child before it talks to the worker."""
     control.close()
     devnull = os.open(os.devnull, os.O_RDONLY)  # may itself be fd 0 now
@@ -359,15 +406,80 @@ def _prepare_child(control, request):
         os.close(devnull)
     else:
         os.set_inheritable(0, True)  # stdin of the workflow's subprocesses
+    if output is not None:
+        # fds 1 and 2 of the child and its subprocesses: the execution's own
+        # pipe, which the worker reads into this execution's log budget.
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        if output not in (1, 2):
+            os.close(output)
+    if _PRCTL is not None:
+        # Orphans of the workflow's subprocesses (a daemon that left its
+        # session) come back to this process, which kills them at the end.
+        _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     _apply_rlimits(request.get("rlimits") or {})
 
 
+#: rlimits `spawn` may set, by their key in the request.
+_RLIMITS = (("as_bytes", resource.RLIMIT_AS), ("cpu_seconds", resource.RLIMIT_CPU),
+            ("processes", resource.RLIMIT_NPROC), ("open_files", resource.RLIMIT_NOFILE),
+            ("file_size_bytes", resource.RLIMIT_FSIZE))
+
+
 def _apply_rlimits(rlimits):
-    limits = ((resource.RLIMIT_AS, rlimits.get("as_bytes")),
-              (resource.RLIMIT_CPU, rlimits.get("cpu_seconds")))
-    for which, value in limits:
+    for key, which in _RLIMITS:
+        value = rlimits.get(key)
         if value is not None:
             resource.setrlimit(which, (int(value), int(value)))
+
+
+def _kill_descendants():
+    """SIGKILLs every process the execution started, also one that left its
+    process group or session (as subreaper, this process is the parent of
+    every orphan among them). Costs one waitpid when there are none."""
+    for _ in range(20):
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no child left at all
+        except OSError:
+            return
+        if pid:
+            continue  # reaped one; look again
+        for victim in _descendants(os.getpid()):
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(-1, 0)  # the SIGKILLed ones exit at once
+        except OSError:
+            return
+
+
+def _descendants(root):
+    """Pids of every live descendant of `root` (a scan of /proc)."""
+    parents = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rpartition(b")")[2].split()
+        if len(fields) > 1:
+            parents[int(entry)] = int(fields[1])
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier}
+        found.extend(frontier)
+    return found
 
 
 def _report(channel, exc):

@@ -112,17 +112,38 @@ pub enum ControlRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         role: Option<String>,
     },
+    /// Sent with one or two descriptors: the child's socket, and the write
+    /// end of the pipe that becomes its fds 1 and 2.
     Spawn {
         execution_id: String,
         rlimits: Rlimits,
+        /// The uid/gid the child switches to before anything else runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<ChildUser>,
     },
 }
 
-/// Resource limits applied in a child right after fork.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Resource limits applied in a child right after fork (`None`: inherited).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rlimits {
     pub as_bytes: Option<u64>,
     pub cpu_seconds: Option<u64>,
+    /// RLIMIT_NPROC: processes of the child's real uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
+    /// RLIMIT_NOFILE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    /// RLIMIT_FSIZE: the largest file the child may write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size_bytes: Option<u64>,
+}
+
+/// An unprivileged identity for one execution's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildUser {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Zygote → worker.

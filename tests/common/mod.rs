@@ -338,6 +338,9 @@ pub fn test_worker_config() -> runeflow_worker::WorkerConfig {
         missed_heartbeats: 3,
         default_timeout: 30.0,
         drain_secs: 10,
+        // The tests' python3 may live under /root, unreadable by child
+        // uids; tests/containment.rs turns child users on.
+        child_users: runeflow_worker::child_users::ChildUsersMode::Off,
         ..Default::default()
     }
 }

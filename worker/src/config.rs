@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::child_users::ChildUsersMode;
+
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
     /// Executions run at once by this worker process.
@@ -74,6 +76,38 @@ pub struct WorkerConfig {
     /// Grace period for running executions on SIGTERM, in seconds.
     #[arg(long, env = "RUNEFLOW_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,
+
+    /// Run children under uids of their own, one per concurrency slot:
+    /// `auto` when the worker can switch users (root with CAP_SETUID,
+    /// CAP_SETGID and CAP_KILL), `required` (refuse to start otherwise),
+    /// or `off`.
+    #[arg(long, env = "RUNEFLOW_CHILD_USERS", value_enum, default_value = "auto")]
+    pub child_users: ChildUsersMode,
+
+    /// Uids (and equal gids) children may run under, `FIRST-LAST`; each
+    /// worker on a host claims one per concurrency slot. They need no
+    /// /etc/passwd entry.
+    #[arg(long, env = "RUNEFLOW_CHILD_UID_RANGE", default_value = "70000-70999")]
+    pub child_uid_range: String,
+
+    /// Processes (threads included) one execution may have at once
+    /// (RLIMIT_NPROC of its uid; only with child users, since otherwise it
+    /// would count the worker's own; 0 = none).
+    #[arg(long, env = "RUNEFLOW_MAX_PROCESSES", default_value_t = 256)]
+    pub max_processes: u64,
+
+    /// Open files per process of an execution (RLIMIT_NOFILE; 0 = inherited).
+    #[arg(long, env = "RUNEFLOW_MAX_OPEN_FILES", default_value_t = 1024)]
+    pub max_open_files: u64,
+
+    /// Largest file an execution may write, in MiB (RLIMIT_FSIZE; 0 = none).
+    #[arg(long, env = "RUNEFLOW_MAX_FILE_SIZE_MB", default_value_t = 1024)]
+    pub max_file_size_mb: u64,
+
+    /// Largest result accepted from a workflow, in bytes of JSON (at most
+    /// RUNEFLOW_MAX_FRAME_BYTES).
+    #[arg(long, env = "RUNEFLOW_MAX_RESULT_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_result_bytes: usize,
 
     /// Virtual folder the workspace appears under in `__file__`.
     #[arg(

@@ -14,6 +14,7 @@ use runeflow_shared::path::module_name;
 use runeflow_shared::timeout::{TimeoutOutOfRange, timeout_duration};
 use sea_orm::DatabaseConnection;
 
+use crate::child_users::ChildUsers;
 use crate::execution::{self, Child, Limits, RunSpec};
 use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
@@ -36,6 +37,8 @@ pub struct JobContext {
     pub limits: Limits,
     pub default_timeout: Duration,
     pub max_attempts: i32,
+    /// A uid per running execution, when the worker can switch users.
+    pub users: Option<Arc<ChildUsers>>,
 }
 
 /// Why a job did not complete. User-code failures are not faults: they are
@@ -146,7 +149,10 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         announce(ctx, id, recorded.as_deref()).await;
         return make_durable(ctx).await;
     };
-    let finished = child.run(&server, &spec, &ctx.limits).await;
+    let finished = child
+        .run(&server, &spec, &ctx.limits)
+        .await
+        .map_err(|lost| Fault::Retry(lost.to_string()))?;
     let t_ran = t0.elapsed();
     let recorded =
         finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
@@ -238,9 +244,26 @@ async fn prepare(
         ),
         None => None,
     };
-    let child = execution::spawn(&ctx.zygotes, &server, spec, prefetch, &ctx.limits, gated)
-        .await
-        .map_err(|e| Fault::Retry(format!("could not start Python: {e}")))?;
+    let slot = match &ctx.users {
+        Some(users) => Some(
+            users
+                .acquire()
+                .await
+                .ok_or_else(|| Fault::Retry("the pool of child uids is closed".to_owned()))?,
+        ),
+        None => None,
+    };
+    let child = execution::spawn(
+        &ctx.zygotes,
+        &server,
+        spec,
+        prefetch,
+        &ctx.limits,
+        gated,
+        slot,
+    )
+    .await
+    .map_err(|e| Fault::Retry(format!("could not start Python: {e}")))?;
     Ok(Some((server, child)))
 }
 

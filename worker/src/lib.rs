@@ -5,12 +5,14 @@
 //!
 //! This crate knows nothing of axum; it never imports `runeflow-api`.
 
+pub mod child_users;
 pub mod compiler;
 pub mod config;
 pub mod execution;
 pub mod index;
 pub mod modules;
 pub mod prefetch;
+mod process_tree;
 pub mod record;
 pub mod running;
 mod shim;

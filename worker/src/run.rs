@@ -13,6 +13,7 @@ use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
 
+use crate::child_users::{ChildUsers, ChildUsersError, ChildUsersMode, UidRange, cannot_switch};
 use crate::compiler::Compiler;
 use crate::config::WorkerConfig;
 use crate::execution::Limits;
@@ -21,7 +22,7 @@ use crate::job::{JobContext, handle};
 use crate::modules::Sources;
 use crate::prefetch::Prefetcher;
 use crate::running::Running;
-use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes};
+use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes, child_environment};
 
 /// How long an execution id stays deduplicated in the queue.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -30,6 +31,8 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub enum WorkerRunError {
     #[error("the Python zygote cannot start: {0}")]
     Zygote(#[from] ZygoteError),
+    #[error(transparent)]
+    ChildUsers(#[from] ChildUsersError),
     #[error("worker stopped: {0}")]
     Monitor(String),
 }
@@ -75,10 +78,15 @@ pub async fn context(
         }),
         &config.virtual_root,
     );
+    let users = child_users(config)?;
+    if let Some(users) = &users {
+        users.check_interpreter(&config.python, &child_environment(&config.child_env))?;
+    }
     let zygotes = Zygotes::new(python);
     zygotes.warm_up().await?;
     prefetcher.warm_up().await;
     let mb = |v: u64| (v > 0).then(|| v * 1024 * 1024);
+    let some = |v: u64| (v > 0).then_some(v);
     Ok(Arc::new(JobContext {
         db: deps.db.clone(),
         redis: deps.redis.clone(),
@@ -92,15 +100,46 @@ pub async fn context(
         limits: Limits {
             rlimits: Rlimits {
                 as_bytes: mb(config.memory_limit_mb),
-                cpu_seconds: (config.cpu_limit_secs > 0).then_some(config.cpu_limit_secs),
+                cpu_seconds: some(config.cpu_limit_secs),
+                // Counted per real uid: only meaningful with a uid per slot.
+                processes: users.as_ref().and_then(|_| some(config.max_processes)),
+                open_files: some(config.max_open_files),
+                file_size_bytes: mb(config.max_file_size_mb),
             },
             max_log_bytes: config.max_log_bytes,
             max_frame_bytes: config.max_frame_bytes,
+            max_result_bytes: config.max_result_bytes.min(config.max_frame_bytes),
             virtual_root: config.virtual_root.clone(),
         },
         default_timeout: config.default_timeout(),
         max_attempts: config.max_attempts,
+        users,
     }))
+}
+
+/// The uids this worker's children run under, per `RUNEFLOW_CHILD_USERS`;
+/// `None` when children run as the worker's own user (said once here).
+fn child_users(config: &WorkerConfig) -> Result<Option<Arc<ChildUsers>>, ChildUsersError> {
+    let why_not = match config.child_users {
+        ChildUsersMode::Off => return Ok(None),
+        mode => match cannot_switch() {
+            None => None,
+            Some(why) if mode == ChildUsersMode::Required => {
+                return Err(ChildUsersError::CannotSwitch(why));
+            }
+            Some(why) => Some(why),
+        },
+    };
+    if let Some(why) = why_not {
+        tracing::warn!(
+            "children run as this worker's own user ({why}): user code can signal the worker and other executions; run the worker as root with CAP_SETUID, CAP_SETGID and CAP_KILL for a uid per slot"
+        );
+        return Ok(None);
+    }
+    let range: UidRange = config.child_uid_range.parse()?;
+    let users = ChildUsers::claim(range, config.concurrency.max(1))?;
+    tracing::info!(uids = ?users.uids(), "children run under a uid of their own per slot");
+    Ok(Some(users))
 }
 
 /// Runs until `shutdown` resolves; then stops fetching and gives running

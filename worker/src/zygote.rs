@@ -11,14 +11,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::fcntl::OFlag;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use runeflow_shared::protocol::{
-    ControlReply, ControlRequest, ProtocolError, Rlimits, read_message, write_message,
+    ChildUser, ControlReply, ControlRequest, ProtocolError, Rlimits, read_message, write_message,
 };
-use tokio::io::{AsyncBufReadExt, BufReader, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, Interest};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::shim;
 
@@ -30,6 +31,10 @@ const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTROL_FRAME_LIMIT: usize = 64 * 1024;
 /// Variables a child may see besides `LC_*` and `RUNEFLOW_CHILD_ENV`; never secrets.
 const BASE_ENV: &[&str] = &["PATH", "LANG", "TZ", "TERM"];
+/// Longest line of the interpreters' own output logged as one record: the
+/// rest of a longer line goes in further records, so a line without a
+/// newline never grows the worker's memory.
+const OUTPUT_LINE_LIMIT: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZygoteError {
@@ -64,11 +69,48 @@ pub struct ZygoteConfig {
 struct Zygote(Interpreter);
 
 /// A booted interpreter (zygote or compiler) and the worker's end of its
-/// control socket.
+/// control socket. Dropping it kills the process.
 pub(crate) struct Interpreter {
-    pub process: Child,
     pub control: UnixStream,
     pub pid: i32,
+    /// Becomes true once the process has exited.
+    exited: watch::Receiver<bool>,
+    _kill_on_drop: oneshot::Sender<()>,
+}
+
+/// Tells whether the zygote that forked a child has exited: a child that
+/// dies with its zygote is a worker fault, not an outcome of its workflow.
+#[derive(Clone)]
+pub struct ZygoteLife(watch::Receiver<bool>);
+
+impl ZygoteLife {
+    /// True once the zygote has exited, waiting at most `grace` for the
+    /// news: a child killed by its zygote's death may report EOF a moment
+    /// before the zygote's exit is seen.
+    pub async fn exited_within(&self, grace: Duration) -> bool {
+        let mut exited = self.0.clone();
+        tokio::time::timeout(grace, exited.wait_for(|gone| *gone))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Owns `process` in a task of its own that reaps it (so its exit is
+/// known at once) and kills it when the returned sender is dropped.
+fn watch_exit(mut process: Child) -> (watch::Receiver<bool>, oneshot::Sender<()>) {
+    let (exited_tx, exited) = watch::channel(false);
+    let (kill, killed) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = process.wait() => {}
+            _ = killed => {
+                let _ = process.start_kill();
+                let _ = process.wait().await;
+            }
+        }
+        let _ = exited_tx.send(true);
+    });
+    (exited, kill)
 }
 
 /// Starts `python -I -B -c BOOTSTRAP` with a scrubbed environment, sends
@@ -120,10 +162,12 @@ pub(crate) async fn boot(
                     .unwrap_or(0)
             };
             tracing::info!(pid, %python, role = role.unwrap_or("zygote"), "Python interpreter ready");
+            let (exited, kill) = watch_exit(process);
             Ok(Interpreter {
-                process,
                 control,
                 pid,
+                exited,
+                _kill_on_drop: kill,
             })
         }
         Some(ControlReply::Error { message }) => Err(ZygoteError::Refused(message)),
@@ -135,7 +179,7 @@ pub(crate) async fn boot(
 impl Interpreter {
     /// False once the process has exited.
     pub(crate) fn is_alive(&mut self) -> bool {
-        matches!(self.process.try_wait(), Ok(None))
+        !*self.exited.borrow()
     }
 }
 
@@ -144,18 +188,22 @@ impl Zygote {
         boot(config, None).await.map(Zygote)
     }
 
-    /// Forks one child that owns `child_end`; returns its pid.
+    /// Forks one child that owns `child_end` and writes its output to
+    /// `output`, under `user` when given; returns its pid.
     async fn spawn(
         &mut self,
         execution_id: &str,
         rlimits: &Rlimits,
+        user: Option<ChildUser>,
         child_end: &OwnedFd,
+        output: &OwnedFd,
     ) -> Result<i32, ZygoteError> {
         let frame = runeflow_shared::protocol::encode(&ControlRequest::Spawn {
             execution_id: execution_id.to_owned(),
             rlimits: rlimits.clone(),
+            user,
         })?;
-        let fds = [child_end.as_raw_fd()];
+        let fds = [child_end.as_raw_fd(), output.as_raw_fd()];
         let control = &mut self.0.control;
         // The descriptor travels with the first byte; the rest is plain data.
         let mut sent = 0;
@@ -196,6 +244,10 @@ impl Zygote {
     fn pid(&self) -> i32 {
         self.0.pid
     }
+
+    fn life(&self) -> ZygoteLife {
+        ZygoteLife(self.0.exited.clone())
+    }
 }
 
 /// The worker's zygote, restarted when it dies. Forks are serialised: the
@@ -210,8 +262,13 @@ pub struct Zygotes {
 pub struct SpawnedChild {
     pub pid: i32,
     pub socket: UnixStream,
+    /// The read end of the pipe that is the child's (and its
+    /// subprocesses') stdout and stderr.
+    pub output: OwnedFd,
     /// How many bytes of the preamble were already written (see `spawn`).
     pub preamble_sent: usize,
+    /// The zygote that forked it.
+    pub zygote: ZygoteLife,
 }
 
 impl Zygotes {
@@ -241,6 +298,7 @@ impl Zygotes {
         &self,
         execution_id: &str,
         rlimits: &Rlimits,
+        user: Option<ChildUser>,
         preamble: &[u8],
     ) -> Result<SpawnedChild, ZygoteError> {
         let mut current = self.current.lock().await;
@@ -258,13 +316,21 @@ impl Zygotes {
             ours.set_nonblocking(true)?;
             let preamble_sent = write_ahead(&ours, preamble)?;
             let theirs = OwnedFd::from(theirs);
-            match zygote.spawn(execution_id, rlimits, &theirs).await {
+            let (output, output_end) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+            match zygote
+                .spawn(execution_id, rlimits, user, &theirs, &output_end)
+                .await
+            {
                 Ok(pid) => {
                     drop(theirs);
+                    drop(output_end);
                     return Ok(SpawnedChild {
                         pid,
                         socket: UnixStream::from_std(ours)?,
+                        output,
                         preamble_sent,
+                        zygote: zygote.life(),
                     });
                 }
                 Err(err) if attempt == 0 => {
@@ -323,22 +389,45 @@ pub fn child_environment(extra: &[String]) -> BTreeMap<String, String> {
     env
 }
 
-/// Logs what the zygote (and children before their redirect) print.
+/// Logs what the zygote and the compiler print (children write to their
+/// execution's own pipe instead).
 fn forward_output(process: &mut Child) {
     if let Some(out) = process.stdout.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "runeflow::python", "{line}");
-            }
-        });
+        tokio::spawn(log_lines(
+            out,
+            |line| tracing::info!(target: "runeflow::python", "{line}"),
+        ));
     }
     if let Some(err) = process.stderr.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::warn!(target: "runeflow::python", "{line}");
+        tokio::spawn(log_lines(
+            err,
+            |line| tracing::warn!(target: "runeflow::python", "{line}"),
+        ));
+    }
+}
+
+/// Reads `reader` in bounded chunks and logs it line by line, cutting lines
+/// at [`OUTPUT_LINE_LIMIT`] bytes: memory stays bounded whatever is written.
+async fn log_lines(mut reader: impl AsyncRead + Unpin, log: impl Fn(&str)) {
+    let mut chunk = [0u8; 4096];
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    loop {
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &chunk[..n] {
+            if byte == b'\n' || line.len() >= OUTPUT_LINE_LIMIT {
+                log(&String::from_utf8_lossy(&line));
+                line.clear();
+                if byte == b'\n' {
+                    continue;
+                }
             }
-        });
+            line.push(byte);
+        }
+    }
+    if !line.is_empty() {
+        log(&String::from_utf8_lossy(&line));
     }
 }

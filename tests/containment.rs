@@ -1,0 +1,195 @@
+//! Containment of user code, through the real `runeflow worker` binary run
+//! as root with a uid per slot: no secret in reach (environ, cmdline,
+//! memory of every process), no neighbour signalled, no descendant left
+//! behind (also one that left its session), subprocess output captured.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestEnv;
+use common::worker_process::*;
+use serde_json::json;
+
+const SECRET: &str = "s3cr3t-marker-7c1d";
+
+const PROBE: &str = r#"import os, signal
+from runeflow import workflow
+
+@workflow
+def probe(secret: str, worker: int):
+    found, readable_environ, mem_open = [], 0, []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        for name in ('environ', 'cmdline'):
+            try:
+                with open(f'/proc/{entry}/{name}', 'rb') as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if name == 'environ':
+                readable_environ += 1
+            if secret.encode() in data:
+                found.append(f'{entry}/{name}')
+        try:
+            with open(f'/proc/{entry}/mem', 'rb') as f:
+                mem_open.append(entry)
+        except OSError:
+            pass
+    signalled = []
+    for target in (worker, os.getppid()):
+        try:
+            os.kill(target, 0)
+            signalled.append(target)
+        except PermissionError:
+            pass
+    os.write(1, b"raw output on fd 1\n")
+    return {'found': found, 'mem': [p for p in mem_open if int(p) != os.getpid()],
+            'signalled': signalled, 'uid': os.getuid(), 'readable_environ': readable_environ}
+
+@workflow(timeout=2)
+def escape(pidfile: str):
+    import time
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pidfile, 'w') as f:
+                f.write(str(os.getpid()))
+            while True:
+                pass
+        os._exit(0)
+    time.sleep(30)
+"#;
+
+fn debian_python() -> Option<&'static str> {
+    std::path::Path::new("/usr/bin/python3")
+        .exists()
+        .then_some("/usr/bin/python3")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_code_reaches_no_secret_and_no_neighbour() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let Some(python) = debian_python() else {
+        eprintln!("skipped: no /usr/bin/python3");
+        return;
+    };
+    let env = TestEnv::new().await;
+    env.put_files(&[("probe.py", PROBE)]).await;
+    let worker = WorkerProcess::spawn(
+        &env,
+        "w",
+        &[
+            ("RUNEFLOW_CHILD_USERS", "required"),
+            ("RUNEFLOW_PYTHON", python),
+            ("RUNEFLOW_API_TOKEN", SECRET),
+            ("RUNEFLOW_CONCURRENCY", "2"),
+        ],
+    );
+    let id = submit(
+        &env,
+        "probe",
+        json!({"secret": SECRET, "worker": worker.pid()}),
+    )
+    .await;
+    let done = wait_final(&env, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "success", "{done}\n{}", worker.log());
+    let report = &done["result"];
+    assert_ne!(report["uid"], 0, "{report}");
+    assert_eq!(report["found"], json!([]), "secret readable: {report}");
+    assert_eq!(report["mem"], json!([]), "memory readable: {report}");
+    assert_eq!(
+        report["signalled"],
+        json!([]),
+        "neighbour signalled: {report}"
+    );
+    let logs = done["logs"].as_str().unwrap_or_default();
+    assert!(logs.contains("raw output on fd 1"), "{logs}");
+
+    // A spinner that left its session dies when the execution times out.
+    let pidfile = std::env::temp_dir().join(format!("{}_spinner", env.name));
+    let _ = std::fs::remove_file(&pidfile);
+    let id = submit(
+        &env,
+        "escape",
+        json!({"pidfile": pidfile.display().to_string()}),
+    )
+    .await;
+    let done = wait_final(&env, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "timeout", "{done}");
+    let spinner: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the spinner wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(spinner)).await,
+        "the setsid spinner {spinner} outlived its execution"
+    );
+    let _ = std::fs::remove_file(&pidfile);
+    env.cleanup().await;
+}
+
+/// Without child users, the subreaper still catches a spinner that left
+/// its session when the execution times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_descendants_die_without_child_users() {
+    let env = TestEnv::new().await;
+    env.put_files(&[("probe.py", PROBE)]).await;
+    let _worker = WorkerProcess::spawn(&env, "w", &[]);
+    let pidfile = std::env::temp_dir().join(format!("{}_spinner", env.name));
+    let id = submit(
+        &env,
+        "escape",
+        json!({"pidfile": pidfile.display().to_string()}),
+    )
+    .await;
+    let done = wait_final(&env, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "timeout", "{done}");
+    let spinner: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the spinner wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(spinner)).await,
+        "the setsid spinner {spinner} outlived its execution"
+    );
+    let _ = std::fs::remove_file(&pidfile);
+    env.cleanup().await;
+}
+
+/// An interpreter the child uids cannot read is a clear start-up error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_interpreter_is_a_start_up_error() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let python = real_python();
+    if !python.starts_with("/root") {
+        eprintln!("skipped: {python} is readable by all");
+        return;
+    }
+    let env = TestEnv::new().await;
+    let mut worker = WorkerProcess::spawn(
+        &env,
+        "w",
+        &[
+            ("RUNEFLOW_CHILD_USERS", "required"),
+            ("RUNEFLOW_PYTHON", &python),
+        ],
+    );
+    let status = worker.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| !s.success()), "{}", worker.log());
+    assert!(
+        worker.log().contains("cannot run as child uid"),
+        "{}",
+        worker.log()
+    );
+    env.cleanup().await;
+}
