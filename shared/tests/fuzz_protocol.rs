@@ -489,3 +489,39 @@ proptest! {
         prop_assert!(matches!(end, Ok(None)), "{:?}", end);
     }
 }
+
+/// Decoding is not free: a `result` value decodes to `serde_json::Value`,
+/// 32 bytes per element plus vector growth, and a B-tree node per object:
+/// a 1 MiB frame of `{"a":0},…` peaks at about 88× its size, `[0],…` at 49×,
+/// `0,…` at 33× (largest single allocation 4-16×). With the default 16 MiB
+/// frame limit one message can make the worker hold ~1.4 GB: the worker's
+/// memory bound per execution must count this factor (or lower the frame
+/// limit). This pins the factor, so a change that makes it worse is seen.
+#[test]
+fn decoded_result_memory_stays_within_128_times_the_frame() {
+    let rt = runtime();
+    for unit in ["[0]", "0", "{}", "\"\"", "[[]]", "{\"a\":0}"] {
+        let n = (1 << 20) / (unit.len() + 1);
+        let mut body = br#"{"op":"result","status":"success","value":["#.to_vec();
+        for i in 0..n {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(unit.as_bytes());
+        }
+        body.extend_from_slice(b"]}");
+        let bytes = frame(&body);
+        let mut reader: &[u8] = &bytes;
+        let (decoded, usage) =
+            measured(|| rt.block_on(read_message::<_, ChildMessage>(&mut reader, 1 << 21)));
+        assert!(
+            matches!(decoded, Ok(Some(ChildMessage::Result(_)))),
+            "{unit}"
+        );
+        assert!(
+            usage.peak_live <= 128 * body.len() + SMALL,
+            "{unit}: {usage:?} for a {} byte frame",
+            body.len()
+        );
+    }
+}
