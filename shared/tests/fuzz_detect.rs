@@ -361,7 +361,7 @@ fn trailing_whitespace() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::cases(96))]
+    #![proptest_config(fuzz_support::cases(256))]
 
     /// Any text comes back with an analysis; a broken file is a module
     /// with diagnostics, never a workflow.
