@@ -141,9 +141,9 @@ PY
   fi
 fi
 # Belt and braces: any 5xx the API logged (a panic, an error it turned into 500).
-if grep -E '" 5[0-9][0-9] |status=5[0-9][0-9]|panicked' api.log >/dev/null; then
+if grep -E '" 5[0-9][0-9] |status=5[0-9][0-9]|panicked|request failed' api.log >/dev/null; then
   log "the API logged server errors:"
-  grep -E '" 5[0-9][0-9] |status=5[0-9][0-9]|panicked' api.log | head -20 >&2
+  grep -E '" 5[0-9][0-9] |status=5[0-9][0-9]|panicked|request failed' api.log | head -20 >&2
   rc=1
 fi
 if [ "$rc" != 0 ]; then
