@@ -30,3 +30,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# OpenAPI-driven fuzz of the REST API (scripts/api_fuzz.sh): schemathesis
+# against a real `runeflow api` + worker on their own database and Redis
+# prefix; fails on any 5xx or undocumented status code. About a minute;
+# skip it with RUNEFLOW_SKIP_API_FUZZ=1.
+if [ "${RUNEFLOW_SKIP_API_FUZZ:-}" != 1 ]; then
+  PGHOST_ADDR=$PGHOST_ADDR PGPORT=$PGPORT REDIS_PORT=$REDIS_PORT \
+    API_FUZZ_MAX_TIME=${API_FUZZ_MAX_TIME:-60} bash scripts/api_fuzz.sh
+fi

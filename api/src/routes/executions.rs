@@ -128,6 +128,7 @@ pub struct Enqueued {
     responses(
         (status = 202, description = "Queued (or still running after `wait`)", body = Enqueued),
         (status = 200, description = "Finished within `wait`", body = ExecutionView),
+        (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody),
         (status = 409, description = "Ambiguous name; `candidates` lists them", body = ErrorBody),
         (status = 422, description = "Missing, unknown or malformed parameters", body = ErrorBody),
@@ -138,8 +139,14 @@ pub async fn create(
     body: std::result::Result<Json<CreateExecution>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
+    super::text_value("invalid_body", "workflow", Some(&req.workflow))?;
     let (target, version) = lookup(&state, &req.workflow).await?;
     let parameters = check_parameters(&target, req.parameters)?;
+    if super::json_has_nul(&parameters) {
+        return Err(AppError::Unprocessable(
+            "parameters contain a NUL character (U+0000), which PostgreSQL cannot store".to_owned(),
+        ));
+    }
     let id = Uuid::now_v7();
     let run = RunDetails {
         path: target.path.clone(),
@@ -374,6 +381,7 @@ pub struct ShowParams {
     params(("id" = Uuid, Path, description = "Execution id"), ShowParams),
     responses(
         (status = 200, description = "Found", body = ExecutionView),
+        (status = 400, description = "Bad query (e.g. `wait`)", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -431,6 +439,8 @@ pub async fn list(
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    super::text_query("status", params.status.as_deref())?;
+    super::text_query("workflow", params.workflow.as_deref())?;
     let mut query = execution::Entity::find().order_by_desc(execution::Column::Id);
     if let Some(s) = &params.status {
         query = query.filter(execution::Column::Status.eq(s.as_str()));

@@ -159,6 +159,7 @@ pub async fn write(
     responses(
         (status = 200, description = "Raw content", body = String, content_type = "text/plain"),
         (status = 304, description = "Matches If-None-Match"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 404, description = "No live file there", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -202,6 +203,7 @@ fn etag_matches(header: &str, hash: &str) -> bool {
     params(("path" = String, Path, description = "Workspace path")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 404, description = "No live file there", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -243,6 +245,8 @@ pub async fn list(
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    super::text_query("prefix", params.prefix.as_deref())?;
+    super::text_query("cursor", params.cursor.as_deref())?;
     let page = list_files(
         state.db(),
         params.prefix.as_deref().unwrap_or(""),

@@ -34,6 +34,40 @@ async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
     crate::error::AppError::NotFound(format!("no route for {}", uri.path()))
 }
 
+/// Refuses a query value PostgreSQL `text` cannot hold (U+0000): the
+/// client's mistake, a 400, rather than a database error and a 500.
+pub(crate) fn text_query(name: &str, value: Option<&str>) -> Result<(), crate::error::AppError> {
+    text_value("invalid_query", name, value)
+}
+
+/// [`text_query`] for a field of a request body (`code` names where).
+pub(crate) fn text_value(
+    code: &'static str,
+    name: &str,
+    value: Option<&str>,
+) -> Result<(), crate::error::AppError> {
+    if value.is_some_and(|v| v.contains('\0')) {
+        return Err(crate::error::AppError::bad_request(
+            code,
+            format!("{name} contains a NUL character"),
+        ));
+    }
+    Ok(())
+}
+
+/// True when a string or key anywhere in `value` holds U+0000, which
+/// PostgreSQL `jsonb` refuses.
+pub(crate) fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v))
+        }
+        _ => false,
+    }
+}
+
 /// Validates a listing's `limit` (1..=`max`, `default` when absent).
 pub(crate) fn page_limit(
     limit: Option<u64>,
