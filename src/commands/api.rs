@@ -4,7 +4,7 @@ use std::future::Future;
 
 use anyhow::Context;
 use runeflow_api::AppState;
-use runeflow_api::git::{Credentials, GitSettings};
+use runeflow_api::git::{Credentials, GitSettings, SyncSlots, TransferLimits};
 use runeflow_api::queue::JobQueue;
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::config::Config;
@@ -71,7 +71,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Git author and remote credentials for `/api/git/*`, from the config.
+/// Git author, remote credentials, allowed remotes and limits for
+/// `/api/git/*`, from the config.
 pub fn git_settings(config: &Config) -> GitSettings {
     let mut settings = GitSettings::default();
     let author = config.git_author.trim();
@@ -87,5 +88,11 @@ pub fn git_settings(config: &Config) -> GitSettings {
         username: config.git_username.clone().filter(|u| !u.is_empty()),
         token: config.git_token.clone().filter(|t| !t.is_empty()),
     };
+    settings.allow_insecure = config.git_allow_insecure;
+    settings.limits = TransferLimits {
+        timeout: std::time::Duration::from_secs(config.git_timeout_secs.max(1)),
+        max_fetch_bytes: config.git_max_fetch_bytes,
+    };
+    settings.slots = SyncSlots::new(config.git_max_syncs);
     settings
 }
