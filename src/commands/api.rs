@@ -30,7 +30,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Serves on `listener` with the background tasks the API owns (store
-/// repair, re-push of stale pending executions) until `stop` resolves.
+/// repair, re-push of stale pending executions, execution retention) until `stop` resolves.
 pub async fn serve(
     config: &Config,
     workspace: Workspace,
@@ -61,11 +61,17 @@ pub async fn serve(
         queue.clone(),
         stopped(),
     ));
+    let retention = tokio::spawn(runeflow_api::retention::run(
+        workspace.db.clone(),
+        config.retention_days,
+        stopped(),
+    ));
     let state = AppState::new(workspace, queue, waiters, &token).with_git(git_settings(config));
     let served = runeflow_api::serve(listener, state, stop).await;
     let _ = stop_tx.send(true);
     let _ = repair.await;
     let _ = reconcile.await;
+    let _ = retention.await;
     served.context("API server failed")?;
     tracing::info!("API stopped");
     Ok(())
