@@ -183,7 +183,11 @@ async fn bad_remotes_are_refused_before_any_lock_or_network() {
             assert!(r.text().contains(why), "{verb} {remote:?}: {}", r.text());
         }
     }
-    assert_eq!(listener.accepted(), 0, "the refused http remote was contacted");
+    assert_eq!(
+        listener.accepted(),
+        0,
+        "the refused http remote was contacted"
+    );
     for (remote, _) in &cases {
         other_api
             .execute_raw(Statement::from_sql_and_values(
@@ -238,11 +242,7 @@ async fn credentials_are_never_sent_over_http() {
             )
             .await;
         assert_eq!(r.status, 502, "{}", r.text());
-        assert!(
-            r.text().contains("only over https"),
-            "{verb}: {}",
-            r.text()
-        );
+        assert!(r.text().contains("only over https"), "{verb}: {}", r.text());
     }
     let requests = remote.requests();
     assert!(!requests.is_empty(), "the remote was never asked");
@@ -328,7 +328,8 @@ async fn fetches_stop_at_the_size_limit() {
         .await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(
-        r.text().contains("more than 262144 bytes") && r.text().contains("RUNEFLOW_GIT_MAX_FETCH_BYTES"),
+        r.text().contains("more than 262144 bytes")
+            && r.text().contains("RUNEFLOW_GIT_MAX_FETCH_BYTES"),
         "{}",
         r.text()
     );
@@ -371,7 +372,11 @@ async fn a_stalled_remote_times_out() {
         .expect("the sync ends");
         assert_eq!(r.status, 504, "{}", r.text());
         assert_eq!(r.error_code(), "upstream_timeout");
-        assert!(r.text().contains("RUNEFLOW_GIT_TIMEOUT_SECS"), "{}", r.text());
+        assert!(
+            r.text().contains("RUNEFLOW_GIT_TIMEOUT_SECS"),
+            "{}",
+            r.text()
+        );
     }
     assert!(remote.accepted() >= 2);
     env.cleanup().await;
@@ -423,7 +428,11 @@ async fn slow_remotes_do_not_starve_the_pool() {
     let mut syncs = Vec::new();
     for i in 0..SYNCS {
         let body = json!({"remote": remote.url, "branch": format!("b{i}")}).to_string();
-        syncs.push(tokio::spawn(call("POST", "/api/git/pull", Body::from(body))));
+        syncs.push(tokio::spawn(call(
+            "POST",
+            "/api/git/pull",
+            Body::from(body),
+        )));
     }
     // Wait until at least as many syncs as the pool has connections are
     // talking to the remote.
@@ -443,7 +452,10 @@ async fn slow_remotes_do_not_starve_the_pool() {
             Body::from(format!("X = {i}\n")),
         )
         .await;
-        assert!(status == 200 || status == 201, "PUT while syncs stall: {status} {body}");
+        assert!(
+            status == 200 || status == 201,
+            "PUT while syncs stall: {status} {body}"
+        );
         let (status, body) = call("GET", &format!("/api/files/lib/m{i}.py"), Body::empty()).await;
         assert_eq!(status, 200, "GET while syncs stall: {body}");
         let (status, body) = call("GET", "/api/executions", Body::empty()).await;

@@ -39,7 +39,10 @@ async fn unreferenced_blobs_expire_without_init() {
     assert_eq!(ttl(&env, x).await, -1);
     assert_eq!(ttl(&env, y).await, -1);
     env.delete("a.py").await;
-    assert!(ttl(&env, y).await > 0, "deleting the only path expires its blob");
+    assert!(
+        ttl(&env, y).await > 0,
+        "deleting the only path expires its blob"
+    );
 
     // A store written before the reference counts existed (no refs hash):
     // the counts are rebuilt from the index, so an entry shared by two
@@ -147,7 +150,11 @@ async fn failed_task_records_are_trimmed() {
         .await
         .unwrap();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
     env.cleanup().await;
 }
@@ -200,7 +207,10 @@ async fn executions_past_retention_are_deleted_in_batches() {
         assert_eq!(env.get(&format!("/api/executions/{id}")).await.status, 200);
     }
     // 0 keeps everything.
-    assert_eq!(runeflow_api::retention::run_once(&env.db, 0).await.unwrap(), 0);
+    assert_eq!(
+        runeflow_api::retention::run_once(&env.db, 0).await.unwrap(),
+        0
+    );
     assert_eq!(
         runeflow_api::retention::run_once(&env.db, 1).await.unwrap(),
         10
@@ -231,7 +241,10 @@ async fn execution_listings_are_summaries() {
         assert_eq!(e["error_message"].as_str().unwrap().len(), 200);
         assert!(e["queued_at"].is_string() && e["finished_at"].is_string());
     }
-    assert!(page.to_string().len() < 4096, "a page of 2 summaries is small");
+    assert!(
+        page.to_string().len() < 4096,
+        "a page of 2 summaries is small"
+    );
     let next = env
         .get(&format!(
             "/api/executions?limit=2&cursor={}",

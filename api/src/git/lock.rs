@@ -70,10 +70,7 @@ impl BranchLock {
         let options = db.get_postgres_connection_pool().connect_options();
         let mut conn = PgConnection::connect_with(&options).await?;
         let key = lock_key(remote, branch);
-        sqlx::query(LOCK_SQL)
-            .bind(&key)
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(LOCK_SQL).bind(&key).execute(&mut conn).await?;
         Ok(BranchLock { conn, key })
     }
 

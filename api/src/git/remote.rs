@@ -78,7 +78,8 @@ impl Remote {
         if raw.chars().any(|c| c.is_whitespace() || c == '\\') {
             return Err(RemoteError::BadCharacter);
         }
-        let url = Url::parse(raw).map_err(|_| RemoteError::NotAUrl(raw.to_owned(), allow_insecure))?;
+        let url =
+            Url::parse(raw).map_err(|_| RemoteError::NotAUrl(raw.to_owned(), allow_insecure))?;
         if matches!(url.scheme(), "ssh" | "git+ssh" | "ssh+git") {
             return Err(RemoteError::Ssh(raw.to_owned()));
         }
@@ -183,7 +184,9 @@ mod tests {
     fn https_is_the_default() {
         let r = Remote::parse("https://git.example.com/team/flows.git", false).unwrap();
         assert_eq!(r.url(), "https://git.example.com/team/flows.git");
-        assert!(refused("http://git.example.com/x.git", false).contains("http:// remotes are refused"));
+        assert!(
+            refused("http://git.example.com/x.git", false).contains("http:// remotes are refused")
+        );
         assert!(refused("file:///srv/x.git", false).contains("file:// remotes are refused"));
         assert!(refused("/srv/x.git", false).contains("local path remotes are refused"));
     }
@@ -195,7 +198,10 @@ mod tests {
             Remote::parse("file:///srv/x.git", true).unwrap().url(),
             "file:///srv/x.git"
         );
-        assert_eq!(Remote::parse("/srv/x.git", true).unwrap().url(), "/srv/x.git");
+        assert_eq!(
+            Remote::parse("/srv/x.git", true).unwrap().url(),
+            "/srv/x.git"
+        );
         assert!(refused("file://other/srv/x.git", true).contains("not the host 'other'"));
     }
 

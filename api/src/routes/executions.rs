@@ -17,8 +17,7 @@ use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::Receiver;
