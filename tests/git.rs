@@ -1,6 +1,8 @@
 //! Git sync through the API with local bare repositories: push from one
 //! workspace, pull into another (identical files and workflows), conflicts
-//! reported and resolved, a moved branch refused.
+//! reported and resolved, a moved branch refused. Local paths are remotes
+//! only with the development setting, which these tests turn on
+//! ([`dev_env`]); `git_hygiene.rs` tests the rules about remotes.
 
 mod common;
 
@@ -9,6 +11,14 @@ use std::path::PathBuf;
 
 use common::{HttpServer, TOKEN, TestEnv};
 use serde_json::{Value, json};
+
+/// A test env whose API accepts local-path remotes
+/// (`RUNEFLOW_GIT_ALLOW_INSECURE=true`).
+async fn dev_env() -> TestEnv {
+    let mut env = TestEnv::new().await;
+    env.config.git_allow_insecure = true;
+    env
+}
 
 fn bare_repo(env: &TestEnv) -> (PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("{}-remote.git", env.name));
@@ -85,8 +95,8 @@ const FLOW: &str = "from runeflow import workflow\n\n@workflow(name='report', ti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_then_pull_into_a_second_workspace_then_conflicts() {
-    let a = TestEnv::new().await;
-    let b = TestEnv::new().await;
+    let a = dev_env().await;
+    let b = dev_env().await;
     let (dir, remote) = bare_repo(&a);
     a.put_files(&[
         ("flows/report.py", FLOW),
@@ -180,7 +190,7 @@ async fn push_then_pull_into_a_second_workspace_then_conflicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_clearly() {
-    let env = TestEnv::new().await;
+    let env = dev_env().await;
     let (dir, remote) = bare_repo(&env);
     let r = env
         .post_json("/api/git/pull", json!({"remote": remote, "branch": "main"}))
@@ -206,6 +216,13 @@ async fn bad_requests_are_refused_clearly() {
         )
         .await;
     assert_eq!(r.status, 502, "{}", r.text());
+    // Not a URL: the client's mistake, named (finding 9 of issue 9).
+    let r = env
+        .post_json("/api/git/pull", json!({"remote": "not a url"}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error_code(), "invalid_remote");
+    assert!(r.text().contains("is not a URL"), "{}", r.text());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -215,9 +232,9 @@ async fn bad_requests_are_refused_clearly() {
 /// once it is released. Another branch is not held up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncs_of_one_branch_are_serialised() {
-    use runeflow_api::git::lock::{LOCK_SQL, lock_key};
+    use runeflow_api::git::lock::{LOCK_SQL, UNLOCK_SQL, lock_key};
     use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
-    let env = TestEnv::new().await;
+    let env = dev_env().await;
     let (dir, remote) = bare_repo(&env);
     env.put_files(&[("lib/a.py", "A = 1\n")]).await;
     for branch in ["main", "other"] {
@@ -255,6 +272,14 @@ async fn syncs_of_one_branch_are_serialised() {
         !pull.is_finished(),
         "the pull ran while the branch was locked"
     );
+    other_api
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            UNLOCK_SQL,
+            [lock_key(&remote, "main").into()],
+        ))
+        .await
+        .unwrap();
     other_api.commit().await.unwrap();
     let r = tokio::time::timeout(std::time::Duration::from_secs(20), pull)
         .await
@@ -268,8 +293,8 @@ async fn syncs_of_one_branch_are_serialised() {
 /// `runeflow git push|pull` through the binary (conflicts exit non-zero).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_cli_verbs() {
-    let a = TestEnv::new().await;
-    let b = TestEnv::new().await;
+    let a = dev_env().await;
+    let b = dev_env().await;
     let (dir, remote) = bare_repo(&a);
     let (sa, sb): (HttpServer, HttpServer) = (a.serve_http().await, b.serve_http().await);
     a.put_files(&[("x.py", "X = 1\n")]).await;

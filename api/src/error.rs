@@ -61,6 +61,12 @@ pub enum AppError {
     /// An upstream the API talks to for the request (a git remote) failed.
     #[error("{0}")]
     BadGateway(String),
+    /// That upstream did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// A bounded resource (git sync slots) stayed taken; try again later.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -87,6 +93,8 @@ impl AppError {
             }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             AppError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            AppError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

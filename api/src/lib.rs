@@ -9,6 +9,7 @@ mod file_path;
 pub mod git;
 pub mod queue;
 pub mod reconcile;
+pub mod retention;
 pub mod routes;
 pub mod state;
 pub mod waiters;

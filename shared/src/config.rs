@@ -8,6 +8,14 @@ use clap::Args;
 
 /// Default cap on one workspace file (8 MiB).
 pub const DEFAULT_MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// Default time limit of a git sync's network part (2 minutes).
+pub const DEFAULT_GIT_TIMEOUT_SECS: u64 = 120;
+/// Default cap on what one git fetch receives (256 MiB).
+pub const DEFAULT_GIT_MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
+/// Default number of git syncs one API process runs at once.
+pub const DEFAULT_GIT_MAX_SYNCS: usize = 4;
+/// Default age, in days, after which executions are deleted.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 /// Settings shared by every Runeflow process.
 #[derive(Debug, Clone, Args)]
@@ -51,6 +59,31 @@ pub struct Config {
         default_value = "Runeflow <runeflow@localhost>"
     )]
     pub git_author: String,
+
+    /// Development only: also accept `http://`, `file://` and local-path git
+    /// remotes. Off, only `https://` remotes are accepted (a 400
+    /// `invalid_remote` names the problem), and credentials are never sent
+    /// over anything but https in any case.
+    #[arg(long, env = "RUNEFLOW_GIT_ALLOW_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub git_allow_insecure: bool,
+
+    /// Time limit of one git push's or pull's network part, in seconds.
+    #[arg(long, env = "RUNEFLOW_GIT_TIMEOUT_SECS", default_value_t = DEFAULT_GIT_TIMEOUT_SECS)]
+    pub git_timeout_secs: u64,
+
+    /// Most bytes one git fetch may receive from a remote.
+    #[arg(long, env = "RUNEFLOW_GIT_MAX_FETCH_BYTES", default_value_t = DEFAULT_GIT_MAX_FETCH_BYTES)]
+    pub git_max_fetch_bytes: u64,
+
+    /// Git syncs one API process runs at once; more wait (up to the time
+    /// limit) for a slot, so slow remotes cannot tie up the API.
+    #[arg(long, env = "RUNEFLOW_GIT_MAX_SYNCS", default_value_t = DEFAULT_GIT_MAX_SYNCS)]
+    pub git_max_syncs: usize,
+
+    /// Executions older than this many days are deleted by the API's
+    /// retention janitor (0 keeps them forever).
+    #[arg(long, env = "RUNEFLOW_RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS)]
+    pub retention_days: u32,
 }
 
 /// A required setting is absent.
@@ -74,6 +107,11 @@ impl Config {
             git_username: None,
             git_token: None,
             git_author: "Runeflow <runeflow@localhost>".to_owned(),
+            git_allow_insecure: false,
+            git_timeout_secs: DEFAULT_GIT_TIMEOUT_SECS,
+            git_max_fetch_bytes: DEFAULT_GIT_MAX_FETCH_BYTES,
+            git_max_syncs: DEFAULT_GIT_MAX_SYNCS,
+            retention_days: DEFAULT_RETENTION_DAYS,
         }
     }
 

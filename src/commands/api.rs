@@ -4,7 +4,7 @@ use std::future::Future;
 
 use anyhow::Context;
 use runeflow_api::AppState;
-use runeflow_api::git::{Credentials, GitSettings};
+use runeflow_api::git::{Credentials, GitSettings, SyncSlots, TransferLimits};
 use runeflow_api::queue::JobQueue;
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::config::Config;
@@ -30,7 +30,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Serves on `listener` with the background tasks the API owns (store
-/// repair, re-push of stale pending executions) until `stop` resolves.
+/// repair, re-push of stale pending executions, execution retention) until `stop` resolves.
 pub async fn serve(
     config: &Config,
     workspace: Workspace,
@@ -61,17 +61,24 @@ pub async fn serve(
         queue.clone(),
         stopped(),
     ));
+    let retention = tokio::spawn(runeflow_api::retention::run(
+        workspace.db.clone(),
+        config.retention_days,
+        stopped(),
+    ));
     let state = AppState::new(workspace, queue, waiters, &token).with_git(git_settings(config));
     let served = runeflow_api::serve(listener, state, stop).await;
     let _ = stop_tx.send(true);
     let _ = repair.await;
     let _ = reconcile.await;
+    let _ = retention.await;
     served.context("API server failed")?;
     tracing::info!("API stopped");
     Ok(())
 }
 
-/// Git author and remote credentials for `/api/git/*`, from the config.
+/// Git author, remote credentials, allowed remotes and limits for
+/// `/api/git/*`, from the config.
 pub fn git_settings(config: &Config) -> GitSettings {
     let mut settings = GitSettings::default();
     let author = config.git_author.trim();
@@ -87,5 +94,11 @@ pub fn git_settings(config: &Config) -> GitSettings {
         username: config.git_username.clone().filter(|u| !u.is_empty()),
         token: config.git_token.clone().filter(|t| !t.is_empty()),
     };
+    settings.allow_insecure = config.git_allow_insecure;
+    settings.limits = TransferLimits {
+        timeout: std::time::Duration::from_secs(config.git_timeout_secs.max(1)),
+        max_fetch_bytes: config.git_max_fetch_bytes,
+    };
+    settings.slots = SyncSlots::new(config.git_max_syncs);
     settings
 }

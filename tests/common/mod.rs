@@ -124,6 +124,7 @@ impl TestEnv {
                 let queue =
                     runeflow_api::queue::JobQueue::new(self.store().connection(), &self.name);
                 AppState::new(self.workspace.clone(), queue, self.waiters(), TOKEN)
+                    .with_git(runeflow::commands::api::git_settings(&self.config))
             })
             .clone()
     }

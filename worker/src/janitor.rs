@@ -1,5 +1,5 @@
 //! Trimming apalis's records. apalis-redis 1.0 never deletes finished or
-//! dead task records, and its own `vacuum()` also deletes tasks waiting for
+//! dead task records (done, killed, and failed after its 25 attempts), and its own `vacuum()` also deletes tasks waiting for
 //! a retry (which then crash the worker that fetches them). PostgreSQL keeps
 //! every execution's outcome, so Redis only needs a task until it is done.
 
@@ -19,11 +19,14 @@ pub const EVERY: Duration = Duration::from_secs(60);
 pub const STALE_WORKER: Duration = Duration::from_secs(24 * 3600);
 const BATCH: usize = 500;
 
-/// KEYS: done set, dead set, data hash, workers zset. ARGV: meta key prefix,
+/// KEYS: done set, dead set, data hash, workers zset, scheduled zset.
+/// ARGV: meta key prefix,
 /// finished-before cutoff (unix seconds), batch size, stale-worker cutoff,
 /// worker-metadata prefix, inflight prefix. Deletes the data and meta of
-/// tasks in the done/dead sets whose `done_at` is older than the cutoff
-/// (only `Done` and `Killed`: a task waiting for a retry is never touched),
+/// tasks in the done/dead sets whose `done_at` is older than the cutoff:
+/// `Done` and `Killed`, and `Failed` in the dead set (apalis's retries are
+/// exhausted) unless it is scheduled for a retry. A task waiting for a
+/// retry is never touched,
 /// and forgets workers whose last heartbeat is older than the stale cutoff
 /// and that hold nothing in flight. Returns tasks removed.
 static TRIM: LazyLock<Script> = LazyLock::new(|| {
@@ -36,7 +39,13 @@ for _, set in ipairs({KEYS[1], KEYS[2]}) do
     local meta = ARGV[1] .. id
     local status = redis.call('HGET', meta, 'status')
     local done_at = tonumber(redis.call('HGET', meta, 'done_at') or '0') or 0
-    if (status == 'Done' or status == 'Killed' or status == false) and done_at <= tonumber(ARGV[2]) then
+    local final = status == 'Done' or status == 'Killed' or status == false
+    -- Failed and in the dead set: out of retries. Never one scheduled for
+    -- a retry (a Failed record elsewhere may still be retried).
+    if status == 'Failed' and set == KEYS[2] and not redis.call('ZSCORE', KEYS[5], id) then
+      final = true
+    end
+    if final and done_at <= tonumber(ARGV[2]) then
       redis.call('HDEL', KEYS[3], id)
       redis.call('DEL', meta)
       redis.call('SREM', set, id)
@@ -75,6 +84,7 @@ pub async fn trim_once(
         .key(config.dead_jobs_set())
         .key(config.job_data_hash())
         .key(config.workers_set())
+        .key(config.scheduled_jobs_set())
         .arg(format!("{}:", config.job_meta_hash()))
         .arg(now.saturating_sub(retention.as_secs()))
         .arg(BATCH)

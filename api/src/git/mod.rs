@@ -4,10 +4,19 @@
 //! branch) lives in PostgreSQL (`git_sync`) and is the base of the
 //! three-way comparison that finds conflicts (`plan`). Credentials come
 //! from the API's environment only, never from a request.
+//!
+//! Order of a sync: the remote is checked (`remote`, a 400 when bad), a
+//! slot is taken (`slots`), then the branch lock (`lock`, on a connection
+//! outside the pool); the database is read, the network part runs on the
+//! blocking pool within its limits (`transfer`), and the database is
+//! written. No pooled connection is held while the remote is talked to.
 
 pub mod lock;
 pub mod plan;
+pub mod remote;
 mod repo;
+pub mod slots;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 
@@ -19,15 +28,23 @@ use utoipa::ToSchema;
 
 pub use plan::Prefer;
 use plan::Step;
-pub use repo::Credentials;
+use remote::{Remote, RemoteError};
 use repo::{Scratch, blob_id};
+pub use slots::SyncSlots;
+pub use transfer::{Credentials, TransferLimits};
 
-/// Who commits and how to authenticate; from the API's configuration.
+/// Who commits, how to authenticate, which remotes are allowed and the
+/// limits of a sync; from the API's configuration.
 #[derive(Debug, Clone)]
 pub struct GitSettings {
     pub credentials: Credentials,
     pub author_name: String,
     pub author_email: String,
+    /// Development only: accept `http://`, `file://` and local paths.
+    pub allow_insecure: bool,
+    pub limits: TransferLimits,
+    /// Shared by every clone of these settings (one cap per process).
+    pub slots: SyncSlots,
 }
 
 impl Default for GitSettings {
@@ -36,6 +53,9 @@ impl Default for GitSettings {
             credentials: Credentials::default(),
             author_name: "Runeflow".to_owned(),
             author_email: "runeflow@localhost".to_owned(),
+            allow_insecure: false,
+            limits: TransferLimits::default(),
+            slots: SyncSlots::default(),
         }
     }
 }
@@ -44,6 +64,21 @@ impl Default for GitSettings {
 pub enum GitError {
     #[error("{0}")]
     BadRequest(String),
+    /// The remote named by the request is refused (checked before any
+    /// network access or lock).
+    #[error(transparent)]
+    InvalidRemote(#[from] RemoteError),
+    /// The network part ran past `RUNEFLOW_GIT_TIMEOUT_SECS`.
+    #[error("{0}")]
+    TimedOut(String),
+    /// A fetch received more than `RUNEFLOW_GIT_MAX_FETCH_BYTES`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Every sync slot stayed taken for the whole time limit.
+    #[error("{0}")]
+    Busy(String),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("git remote: {0}")]
     Remote(String),
     #[error("git: {0}")]
@@ -115,20 +150,18 @@ pub async fn push(
     message: &str,
     force: bool,
 ) -> Result<PushReport, GitError> {
-    check_names(remote, branch)?;
+    let target = check_request(settings, remote, branch)?;
+    let slot = settings.slots.enter(settings.limits.timeout).await?;
     lock::one_at_a_time(&workspace.db, remote, branch, async {
         let files = live_files(&workspace.db).await?;
         let base = last_sync(&workspace.db, remote, branch).await?;
-        let (settings, remote_url, branch_name, message) = (
-            settings.clone(),
-            remote.to_owned(),
-            branch.to_owned(),
-            message.to_owned(),
-        );
+        let (settings, branch_name, message) =
+            (settings.clone(), branch.to_owned(), message.to_owned());
         let count = files.len();
-        let (commit, pushed) = blocking(move || {
+        let (commit, pushed) = transfer::network(settings.limits, slot, move |transfer| {
+            let credentials = &settings.credentials;
             let scratch = Scratch::new()?;
-            let head = scratch.fetch(&remote_url, &branch_name, &settings.credentials)?;
+            let head = scratch.fetch(&target, &branch_name, credentials, transfer)?;
             let author = Signature::now(&settings.author_name, &settings.author_email)
                 .map_err(GitError::local)?;
             let moved = head.is_some_and(|h| Some(h.to_string()) != base);
@@ -142,7 +175,7 @@ pub async fn push(
                     base.as_deref().unwrap_or("never")
                 ))),
                 Some(id) => {
-                    scratch.push(&remote_url, &branch_name, &settings.credentials)?;
+                    scratch.push(&target, &branch_name, credentials, transfer)?;
                     Ok((id.to_string(), true))
                 }
             }
@@ -169,7 +202,8 @@ pub async fn pull(
     branch: &str,
     prefer: Option<Prefer>,
 ) -> Result<PullReport, GitError> {
-    check_names(remote, branch)?;
+    let target = check_request(settings, remote, branch)?;
+    let slot = settings.slots.enter(settings.limits.timeout).await?;
     lock::one_at_a_time(&workspace.db, remote, branch, async {
         let base = last_sync(&workspace.db, remote, branch).await?;
         let local: BTreeMap<String, Vec<u8>> =
@@ -178,12 +212,11 @@ pub async fn pull(
             .iter()
             .map(|(path, content)| Ok((path.clone(), blob_id(content)?)))
             .collect::<Result<BTreeMap<String, Oid>, GitError>>()?;
-        let (settings, remote_url, branch_name) =
-            (settings.clone(), remote.to_owned(), branch.to_owned());
-        let (head, steps) = blocking(move || {
+        let (credentials, branch_name) = (settings.credentials.clone(), branch.to_owned());
+        let (head, steps) = transfer::network(settings.limits, slot, move |transfer| {
             let scratch = Scratch::new()?;
             let head = scratch
-                .fetch(&remote_url, &branch_name, &settings.credentials)?
+                .fetch(&target, &branch_name, &credentials, transfer)?
                 .ok_or_else(|| {
                     GitError::NotFound(format!("the remote has no branch '{branch_name}'"))
                 })?;
@@ -255,25 +288,16 @@ async fn apply(
     })
 }
 
-fn check_names(remote: &str, branch: &str) -> Result<(), GitError> {
-    if remote.trim().is_empty() {
-        return Err(GitError::BadRequest("remote must not be empty".to_owned()));
-    }
+/// The request's remote (see `remote` for the rules) and branch name,
+/// checked before any lock or network access.
+fn check_request(settings: &GitSettings, remote: &str, branch: &str) -> Result<Remote, GitError> {
+    let target = Remote::parse(remote, settings.allow_insecure)?;
     if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
         return Err(GitError::BadRequest(format!(
             "'{branch}' is not a valid branch name"
         )));
     }
-    Ok(())
-}
-
-/// Runs libgit2 work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, GitError> + Send + 'static,
-) -> Result<T, GitError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| GitError::Local(format!("git task failed: {e}")))?
+    Ok(target)
 }
 
 /// Every live file with its content as bytes, in path order.

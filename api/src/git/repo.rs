@@ -7,18 +7,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::{
-    Cred, CredentialType, FetchOptions, Index, IndexEntry, IndexTime, ObjectType, Oid, PushOptions,
-    RemoteCallbacks, Repository, Signature, TreeWalkMode, TreeWalkResult,
+    Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, Signature, TreeWalkMode,
+    TreeWalkResult,
 };
 
 use super::GitError;
-
-/// Credentials for https remotes, from the API's environment.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    pub username: Option<String>,
-    pub token: Option<String>,
-}
+use super::remote::Remote;
+use super::transfer::{Credentials, Transfer};
 
 /// A bare repository in a fresh temporary folder, removed on drop.
 pub struct Scratch {
@@ -45,17 +40,20 @@ impl Scratch {
         Ok(Scratch { repo, dir })
     }
 
-    /// Fetches `branch` from `url`; its head commit, or None when the
-    /// remote has no such branch (yet).
+    /// Fetches `branch` from `remote`; its head commit, or None when the
+    /// remote has no such branch (yet). Within `transfer`'s limits.
     pub fn fetch(
         &self,
-        url: &str,
+        remote: &Remote,
         branch: &str,
         credentials: &Credentials,
+        transfer: &Transfer,
     ) -> Result<Option<Oid>, GitError> {
-        let mut remote = self.repo.remote_anonymous(url).map_err(GitError::remote)?;
-        let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks(credentials));
+        let mut options = transfer.fetch_options(remote, credentials);
+        let mut remote = self
+            .repo
+            .remote_anonymous(remote.url())
+            .map_err(GitError::remote)?;
         let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
@@ -161,21 +159,29 @@ impl Scratch {
         Ok(Some(id))
     }
 
-    /// Pushes the local `branch` to `url` (fast-forward only: a remote that
-    /// moved in the meantime refuses it).
-    pub fn push(&self, url: &str, branch: &str, credentials: &Credentials) -> Result<(), GitError> {
-        let mut remote = self.repo.remote_anonymous(url).map_err(GitError::remote)?;
+    /// Pushes the local `branch` to `remote` (fast-forward only: a remote
+    /// that moved in the meantime refuses it). Within `transfer`'s limits.
+    pub fn push(
+        &self,
+        remote: &Remote,
+        branch: &str,
+        credentials: &Credentials,
+        transfer: &Transfer,
+    ) -> Result<(), GitError> {
         let mut rejected: Option<String> = None;
         {
-            let mut callbacks = callbacks(credentials);
-            callbacks.push_update_reference(|reference, status| {
-                if let Some(status) = status {
-                    rejected = Some(format!("{reference}: {status}"));
-                }
-                Ok(())
+            let mut options = transfer.push_options(remote, credentials, |callbacks| {
+                callbacks.push_update_reference(|reference, status| {
+                    if let Some(status) = status {
+                        rejected = Some(format!("{reference}: {status}"));
+                    }
+                    Ok(())
+                });
             });
-            let mut options = PushOptions::new();
-            options.remote_callbacks(callbacks);
+            let mut remote = self
+                .repo
+                .remote_anonymous(remote.url())
+                .map_err(GitError::remote)?;
             let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
             remote
                 .push(&[refspec.as_str()], Some(&mut options))
@@ -193,33 +199,4 @@ impl Scratch {
 /// The git blob id `content` would have.
 pub fn blob_id(content: &[u8]) -> Result<Oid, GitError> {
     Oid::hash_object(ObjectType::Blob, content).map_err(GitError::local)
-}
-
-/// Credentials once per request (libgit2 asks again after a refusal).
-fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'static> {
-    let credentials = credentials.clone();
-    let mut asked = false;
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |_url, user_from_url, allowed| {
-        if asked {
-            return Err(git2::Error::from_str(
-                "the remote refused the configured credentials",
-            ));
-        }
-        asked = true;
-        match (&credentials.token, allowed.contains(CredentialType::USER_PASS_PLAINTEXT)) {
-            (Some(token), true) => {
-                let user = credentials
-                    .username
-                    .as_deref()
-                    .or(user_from_url)
-                    .unwrap_or("git");
-                Cred::userpass_plaintext(user, token)
-            }
-            _ => Err(git2::Error::from_str(
-                "the remote wants credentials: set RUNEFLOW_GIT_USERNAME and RUNEFLOW_GIT_TOKEN for the API",
-            )),
-        }
-    });
-    callbacks
 }

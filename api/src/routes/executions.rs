@@ -17,8 +17,7 @@ use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::Receiver;
@@ -419,16 +418,43 @@ pub struct ListParams {
     pub cursor: Option<Uuid>,
 }
 
+/// Longest `error_message` prefix a summary carries, in characters.
+const SUMMARY_MESSAGE_CHARS: i32 = 200;
+
+/// An execution in a listing: no parameters, result, logs or traceback
+/// (each may be large), so a page's size is bounded by its row count.
+/// `GET /api/executions/{id}` has the whole row.
+#[derive(Debug, Serialize, ToSchema, sea_orm::FromQueryResult)]
+pub struct ExecutionSummary {
+    pub id: Uuid,
+    pub workflow: String,
+    pub path: String,
+    pub function: String,
+    /// `pending` | `running` | `success` | `failed` | `timeout` | `cancelled`.
+    pub status: String,
+    pub error_type: Option<String>,
+    /// The first 200 characters of the error message.
+    pub error_message: Option<String>,
+    pub logs_truncated: bool,
+    pub attempt: i32,
+    pub worker: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionList {
-    pub executions: Vec<ExecutionView>,
+    pub executions: Vec<ExecutionSummary>,
     pub next_cursor: Option<Uuid>,
 }
 
-/// Executions, newest first.
+/// Executions, newest first, as summaries (no logs, result, parameters or
+/// traceback: read one execution for those).
 #[utoipa::path(get, path = "/api/executions", tag = "executions", params(ListParams),
     responses(
-        (status = 200, description = "One page", body = ExecutionList),
+        (status = 200, description = "One page of summaries", body = ExecutionList),
         (status = 400, description = "Bad query", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -441,17 +467,36 @@ pub async fn list(
     let limit = super::page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     super::text_query("status", params.status.as_deref())?;
     super::text_query("workflow", params.workflow.as_deref())?;
-    let mut query = execution::Entity::find().order_by_desc(execution::Column::Id);
-    if let Some(s) = &params.status {
-        query = query.filter(execution::Column::Status.eq(s.as_str()));
-    }
-    if let Some(w) = &params.workflow {
-        query = query.filter(execution::Column::WorkflowName.eq(w.as_str()));
+    let mut sql = format!(
+        "SELECT id, workflow_name AS workflow, workflow_path AS path, function_name AS function,
+                status, error_type, left(error_message, {SUMMARY_MESSAGE_CHARS}) AS error_message,
+                logs_truncated, attempt, worker, queued_at, started_at, finished_at, duration_ms
+         FROM executions WHERE true"
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let filters = [
+        ("status", params.status.map(sea_orm::Value::from)),
+        ("workflow_name", params.workflow.map(sea_orm::Value::from)),
+    ];
+    for (column, value) in filters {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} = ${}", values.len()));
+        }
     }
     if let Some(cursor) = params.cursor {
-        query = query.filter(execution::Column::Id.lt(cursor));
+        values.push(cursor.into());
+        sql.push_str(&format!(" AND id < ${}", values.len()));
     }
-    let mut rows = query.limit(limit + 1).all(state.db()).await?;
+    values.push(i64::try_from(limit + 1).unwrap_or(i64::MAX).into());
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len()));
+    let mut rows = ExecutionSummary::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .all(state.db())
+    .await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -460,7 +505,7 @@ pub async fn list(
         None
     };
     Ok(Json(ExecutionList {
-        executions: rows.into_iter().map(ExecutionView::from).collect(),
+        executions: rows,
         next_cursor,
     }))
 }

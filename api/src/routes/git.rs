@@ -25,7 +25,10 @@ fn default_branch() -> String {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PushRequest {
-    /// Remote URL (https, or a path / `file://` URL on the API's host).
+    /// Remote URL: `https://host/path`. `http://`, `file://` and absolute
+    /// paths on the API's host only when the API runs with
+    /// `RUNEFLOW_GIT_ALLOW_INSECURE=true` (development). Never with
+    /// credentials in it.
     pub remote: String,
     #[serde(default = "default_branch")]
     pub branch: String,
@@ -38,6 +41,7 @@ pub struct PushRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PullRequest {
+    /// Same rules as [`PushRequest::remote`].
     pub remote: String,
     #[serde(default = "default_branch")]
     pub branch: String,
@@ -50,9 +54,11 @@ pub struct PullRequest {
 #[utoipa::path(post, path = "/api/git/push", tag = "git", request_body = PushRequest,
     responses(
         (status = 200, description = "Pushed (or already equal)", body = PushReport),
-        (status = 400, description = "Bad remote or branch", body = ErrorBody),
+        (status = 400, description = "Bad remote (`invalid_remote`) or branch", body = ErrorBody),
         (status = 409, description = "The branch moved since the last sync", body = ErrorBody),
-        (status = 502, description = "The remote failed", body = ErrorBody),
+        (status = 502, description = "The remote failed or sent too much", body = ErrorBody),
+        (status = 503, description = "Every git sync slot is taken (`busy`)", body = ErrorBody),
+        (status = 504, description = "The remote did not finish within the time limit", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn push(
@@ -81,9 +87,11 @@ pub async fn push(
 #[utoipa::path(post, path = "/api/git/pull", tag = "git", request_body = PullRequest,
     responses(
         (status = 200, description = "Per-file actions (conflicts are listed, not applied)", body = PullReport),
-        (status = 400, description = "Bad remote, branch or prefer", body = ErrorBody),
+        (status = 400, description = "Bad remote (`invalid_remote`), branch or prefer", body = ErrorBody),
         (status = 404, description = "No such branch", body = ErrorBody),
-        (status = 502, description = "The remote failed", body = ErrorBody),
+        (status = 502, description = "The remote failed or sent too much", body = ErrorBody),
+        (status = 503, description = "Every git sync slot is taken (`busy`)", body = ErrorBody),
+        (status = 504, description = "The remote did not finish within the time limit", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn pull(
@@ -117,6 +125,11 @@ pub async fn pull(
 fn into_app_error(err: GitError) -> AppError {
     match err {
         GitError::BadRequest(message) => AppError::bad_request("invalid_git_request", message),
+        GitError::InvalidRemote(err) => AppError::bad_request("invalid_remote", err.to_string()),
+        GitError::TimedOut(message) => AppError::GatewayTimeout(message),
+        GitError::TooLarge(message) => AppError::BadGateway(message),
+        GitError::Busy(message) => AppError::Busy(message),
+        GitError::Lock(err) => AppError::Internal(err.to_string()),
         GitError::NotFound(message) => AppError::NotFound(message),
         GitError::Moved(message) => AppError::Conflict {
             code: "branch_moved",
