@@ -24,8 +24,6 @@ pub enum IndexError {
     Rebuild(#[source] SyncError),
     #[error("the index is still incomplete after a rebuild")]
     StillIncomplete,
-    #[error("bringing the module store in step with PostgreSQL: {0}")]
-    Reconcile(#[source] SyncError),
 }
 
 /// One version of the workspace index: path → sha256, plus its folders.
@@ -254,16 +252,21 @@ impl IndexMirror {
     /// data (no epoch), rebuilds the store from PostgreSQL first.
     async fn reload(&self, state: &mut MirrorState) -> Result<(), IndexError> {
         if !state.reconciled {
-            let report = reconcile(&self.store, &self.db)
-                .await
-                .map_err(IndexError::Reconcile)?;
-            if report.republished > 0 {
-                tracing::info!(
-                    republished = report.republished,
-                    "module store was behind PostgreSQL; published the missing writes"
-                );
+            // Best effort: a failure here is retried at the next reload.
+            match reconcile(&self.store, &self.db).await {
+                Ok(report) => {
+                    if report.republished > 0 {
+                        tracing::info!(
+                            republished = report.republished,
+                            "module store was behind PostgreSQL; published the missing writes"
+                        );
+                    }
+                    state.reconciled = true;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "could not reconcile the module store with PostgreSQL")
+                }
             }
-            state.reconciled = true;
         }
         for _ in 0..2 {
             let load = self.store.load_index().await?;

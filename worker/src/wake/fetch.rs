@@ -166,6 +166,7 @@ impl FetchWatch {
             return;
         }
         let n = jobs.len() as u64;
+        tracing::debug!(cause = ?send.cause, ?jobs, "fetched");
         let counter = match send.cause {
             Cause::WakeUp => &BY_WAKE_UP,
             Cause::Resend => &BY_RESEND,
@@ -176,6 +177,12 @@ impl FetchWatch {
                         .filter(|at| send.previous < **at && **at <= send.seen)
                         .count() as u64
                 });
+                if stranded > 0 {
+                    tracing::debug!(
+                        stranded,
+                        "fetched jobs whose wake-up this worker received but did not answer"
+                    );
+                }
                 STRANDED.fetch_add(stranded, Ordering::Relaxed);
                 &OTHERWISE
             }
