@@ -47,10 +47,10 @@ pub struct FetchCounts {
     pub by_resend: u64,
     /// By any other fetch.
     pub otherwise: u64,
-    /// Of `otherwise`: jobs whose own wake-up this worker had received after
-    /// its previous fetch was sent and before this one, yet this fetch was
-    /// not started by it: that wake-up was lost, and the job waited for
-    /// something else (a heartbeat, the poll) to fetch it.
+    /// Of `otherwise`: jobs whose wake-up reached this worker while a fetch
+    /// was in flight that then came back empty and was not sent again: that
+    /// wake-up was lost, and the job waited for something else (a
+    /// heartbeat, the poll) to fetch it. Zero unless re-sends run out.
     pub stranded: u64,
     /// Fetches sent again.
     pub resends: u64,
@@ -94,16 +94,16 @@ struct WatchState {
     /// Set when the wake-up stream fired with no fetch in flight; taken by
     /// the next fetch.
     woken: bool,
-    /// `received` when the last fetch was sent.
-    last_seen: u64,
+    /// The wake-ups (as values of `received`, from exclusive, to inclusive)
+    /// that landed on the last fetch that came back empty and was not sent
+    /// again.
+    lost: Option<(u64, u64)>,
 }
 
 /// One send of a fetch.
 #[derive(Debug, Clone, Copy)]
 struct Send {
     cause: Cause,
-    /// `received` when the previous fetch was sent.
-    previous: u64,
     /// `received` when this one was sent.
     seen: u64,
 }
@@ -136,7 +136,6 @@ impl FetchWatch {
         let Ok(mut st) = self.state.lock() else {
             return Send {
                 cause: Cause::Other,
-                previous: seen,
                 seen,
             };
         };
@@ -145,17 +144,20 @@ impl FetchWatch {
             (false, true) => Cause::WakeUp,
             (false, false) => Cause::Other,
         };
-        let previous = std::mem::replace(&mut st.last_seen, seen);
         st.in_flight = true;
-        Send {
-            cause,
-            previous,
-            seen,
-        }
+        Send { cause, seen }
     }
 
     fn woken_since(&self, send: &Send) -> bool {
         self.received.load(Ordering::SeqCst) > send.seen
+    }
+
+    /// `send` came back empty after wake-ups arrived, and is not sent again.
+    fn gave_up(&self, send: &Send) {
+        let now = self.received.load(Ordering::SeqCst);
+        if let Ok(mut st) = self.state.lock() {
+            st.lost = Some((send.seen, now));
+        }
     }
 
     fn finished(&self, send: &Send, jobs: &[String]) {
@@ -171,18 +173,21 @@ impl FetchWatch {
             Cause::WakeUp => &BY_WAKE_UP,
             Cause::Resend => &BY_RESEND,
             Cause::Other => {
-                let stranded = self.arrivals.lock().map_or(0, |arrivals| {
-                    jobs.iter()
-                        .filter_map(|id| arrivals.get(id))
-                        .filter(|at| send.previous < **at && **at <= send.seen)
-                        .count() as u64
-                });
-                if stranded > 0 {
+                let lost = self.state.lock().ok().and_then(|st| st.lost);
+                let stranded: Vec<&String> = match (lost, self.arrivals.lock()) {
+                    (Some((from, to)), Ok(arrivals)) => jobs
+                        .iter()
+                        .filter(|id| arrivals.get(*id).is_some_and(|at| from < *at && *at <= to))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if !stranded.is_empty() {
                     tracing::debug!(
-                        stranded,
+                        ?stranded,
                         "fetched jobs whose wake-up this worker received but did not answer"
                     );
                 }
+                let stranded = stranded.len() as u64;
                 STRANDED.fetch_add(stranded, Ordering::Relaxed);
                 &OTHERWISE
             }
@@ -290,11 +295,14 @@ impl ConnectionLike for WatchedConn {
                 let reply = self.inner.req_packed_command(cmd).await?;
                 let jobs = jobs_in(&reply);
                 let empty = jobs.as_ref().is_some_and(Vec::is_empty);
-                if empty && resends < MAX_RESENDS && watch.woken_since(&send) {
-                    resends += 1;
-                    RESENDS.fetch_add(1, Ordering::Relaxed);
-                    send = watch.send(true);
-                    continue;
+                if empty && watch.woken_since(&send) {
+                    if resends < MAX_RESENDS {
+                        resends += 1;
+                        RESENDS.fetch_add(1, Ordering::Relaxed);
+                        send = watch.send(true);
+                        continue;
+                    }
+                    watch.gave_up(&send);
                 }
                 watch.finished(&send, jobs.as_deref().unwrap_or_default());
                 return Ok(reply);
