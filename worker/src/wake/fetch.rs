@@ -12,8 +12,10 @@
 //! came back empty and a wake-up arrived after it was sent: the second
 //! fetch is sent after the push, so it finds the job.
 //!
-//! It also counts how every fetched job was fetched, process-wide, so a
-//! test can check that none waited for a heartbeat or a poll.
+//! It also tells how every fetched job was fetched: counted process-wide
+//! ([`fetch_counts`]) and logged at debug level (`runeflow_worker::wake`),
+//! where a job whose wake-up was lost shows as `stranded` (see
+//! `tests/wake_ups.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
