@@ -2,8 +2,10 @@
 //! next to a baseline measured in the same run on this machine:
 //!
 //! 1. sequential latency of a no-op workflow importing one workspace module
-//!    (POST with `wait` → result, p50/p90/p99 over 300 runs), next to a bare
-//!    fork of a pre-imported python and `python3 -I -S -c pass`;
+//!    (POST with `wait` → result, p50/p90/p99 over 1 000 runs), next to a bare
+//!    fork of a pre-imported python and `python3 -I -S -c pass`, and the
+//!    median, p99.9 and maximum of queued → started over those runs (a job
+//!    that waited for a poll or a heartbeat shows there);
 //! 2. throughput of 3 000 no-op executions with 2 worker processes, next
 //!    to the rate at which two processes can merely fork and reap children
 //!    of the same pre-imported python (the ceiling of fork-per-execution);
@@ -23,13 +25,12 @@ use runeflow_api::AppState;
 use runeflow_api::queue::JobQueue;
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::jobs::finished_channel;
-use runeflow_shared::store::Publisher;
-use runeflow_shared::workspace::Workspace;
+use runeflow_shared::workspace::{Publisher, Workspace};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
 use support::BenchEnv;
 
-const LATENCY_RUNS: usize = 300;
+const LATENCY_RUNS: usize = 1_000;
 const THROUGHPUT_RUNS: usize = 3_000;
 /// Forks made by [`python_fork_rate`]: two loops of 1 000.
 const FORK_RATE_FORKS: usize = 2_000;
@@ -168,6 +169,7 @@ async fn run(b: &Bench, workers: &[u32]) -> anyhow::Result<()> {
 
 /// Sequential no-op executions (POST with `wait`), with the baselines.
 async fn latency(b: &Bench) -> anyhow::Result<()> {
+    let earlier = b.count("SELECT count(*) FROM executions").await?;
     let mut latencies = Vec::with_capacity(LATENCY_RUNS);
     for _ in 0..LATENCY_RUNS {
         let started = Instant::now();
@@ -194,10 +196,7 @@ async fn latency(b: &Bench) -> anyhow::Result<()> {
         met(pct(&mut latencies, 0.99) <= Duration::from_millis(20))
     );
 
-    println!(
-        "  split (medians over the runs above): {}",
-        b.split().await?
-    );
+    println!("  split (over the runs above): {}", b.split(earlier).await?);
     Ok(())
 }
 
@@ -250,28 +249,40 @@ impl Bench {
         Ok(())
     }
 
-    /// Medians of queue→start, start→finish and the child's own duration
-    /// over every finished execution so far, from the rows' timestamps.
-    async fn split(&self) -> anyhow::Result<String> {
+    /// Medians of queue→start, start→finish and the child's own duration,
+    /// the p99.9 and maximum of queue→start and the maximum of
+    /// start→finish, over the executions queued after the first `skip`,
+    /// from the rows' timestamps.
+    async fn split(&self, skip: i64) -> anyhow::Result<String> {
         let row = self
             .db
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - queued_at)) * 1000, \
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) * 1000, \
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms::float8), \
-                        (max(extract(epoch FROM started_at - queued_at)) * 1000)::float8, \
-                        (max(extract(epoch FROM finished_at - started_at)) * 1000)::float8 \
-                 FROM executions WHERE status = 'success'"
-                    .to_owned(),
+                format!(
+                    "WITH runs AS (SELECT extract(epoch FROM started_at - queued_at) * 1000 AS queued, \
+                                          extract(epoch FROM finished_at - started_at) * 1000 AS ran, \
+                                          duration_ms::float8 AS child \
+                                   FROM executions WHERE status = 'success' \
+                                   ORDER BY queued_at OFFSET {skip}) \
+                     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY queued)::float8, \
+                            percentile_cont(0.5) WITHIN GROUP (ORDER BY ran)::float8, \
+                            percentile_cont(0.5) WITHIN GROUP (ORDER BY child)::float8, \
+                            max(queued)::float8, max(ran)::float8, \
+                            percentile_cont(0.999) WITHIN GROUP (ORDER BY queued)::float8, \
+                            count(*) FILTER (WHERE queued > 50)::float8 \
+                     FROM runs"
+                ),
             ))
             .await?
             .ok_or_else(|| anyhow::anyhow!("no row"))?;
         let get = |i| row.try_get_by_index::<f64>(i).unwrap_or(f64::NAN);
         Ok(format!(
-            "queue->start {:.2} ms (max {:.1}), start->finish {:.2} ms (max {:.1}), child {:.0} ms (whole ms)",
+            "queue->start median {:.2} ms, p99.9 {:.1} ms, max {:.1} ms ({} over 50 ms); \
+             start->finish median {:.2} ms (max {:.1}); child {:.0} ms (whole ms)",
             get(0),
+            get(5),
             get(3),
+            get(6),
             get(1),
             get(4),
             get(2)

@@ -18,8 +18,8 @@ use support::BenchEnv;
 
 use runeflow_api::AppState;
 use runeflow_shared::hash::content_hash;
-use runeflow_shared::store::{ModuleStore, Publisher, rebuild};
-use runeflow_shared::workspace::Workspace;
+use runeflow_shared::store::ModuleStore;
+use runeflow_shared::workspace::{Publisher, Workspace, rebuild};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 const PUTS: usize = 1_000;
@@ -93,10 +93,10 @@ async fn bench_puts(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let queue = runeflow_api::queue::JobQueue::new(store.connection(), store.keys().prefix());
+    let queue = runeflow_api::queue::JobQueue::new(store.connection(), store.prefix());
     let waiters = runeflow_api::waiters::Waiters::spawn(
         support::env_or("RUNEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        runeflow_shared::jobs::finished_channel(store.keys().prefix()),
+        runeflow_shared::jobs::finished_channel(store.prefix()),
     );
     let server = tokio::spawn(runeflow_api::serve(
         listener,
@@ -185,7 +185,7 @@ async fn bench_warm(
         ))
         .await?;
     }
-    support::clear_prefix(store, store.keys().prefix()).await;
+    support::clear_prefix(store, store.prefix()).await;
     let started = Instant::now();
     let report = rebuild(store, db).await?;
     let init = started.elapsed();
@@ -195,17 +195,18 @@ async fn bench_warm(
         report.files
     );
 
-    support::clear_prefix(store, store.keys().prefix()).await;
+    support::clear_prefix(store, store.prefix()).await;
     let mut conn = store.connection();
     let started = Instant::now();
     let mut pipe = redis::pipe();
     for (path, hash, content) in &files {
+        // The layout DESIGN.md documents, written by hand for the baseline.
         pipe.cmd("SET")
-            .arg(store.keys().blob(hash))
+            .arg(format!("{}:blob:{hash}", store.prefix()))
             .arg(content)
             .ignore();
         pipe.cmd("HSET")
-            .arg(store.keys().index())
+            .arg(format!("{}:modules", store.prefix()))
             .arg(path)
             .arg(hash)
             .ignore();

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use runeflow_shared::config::Config;
 use runeflow_shared::redis_conn;
-use runeflow_shared::store::{ModuleStore, Publisher};
-use runeflow_shared::workspace::Workspace;
+use runeflow_shared::store::ModuleStore;
+use runeflow_shared::workspace::{Publisher, Workspace};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 /// Opens the PostgreSQL pool and checks it answers.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::body::Body;
 use common::{TOKEN, TestEnv, authed};
 use runeflow_api::AppState;
-use runeflow_shared::store::Publisher;
+use runeflow_shared::workspace::Publisher;
 use runeflow_shared::workspace::Workspace;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use serde_json::json;

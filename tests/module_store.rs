@@ -10,8 +10,15 @@ use common::TestEnv;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use runeflow_shared::entities::workspace_file;
-use runeflow_shared::store::{Lookup, read_through, rebuild};
+use runeflow_shared::store::Lookup;
+use runeflow_shared::workspace::{read_through, rebuild};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+/// A module-store key of this test, as DESIGN.md lays them out (the store
+/// keeps its layout private; a test looks at Redis from outside).
+fn key(env: &TestEnv, suffix: &str) -> String {
+    format!("{}:{suffix}", env.name)
+}
 
 /// Live files in PostgreSQL, path → (hash, content).
 async fn live_files(env: &TestEnv) -> BTreeMap<String, (String, String)> {
@@ -40,7 +47,7 @@ async fn assert_store_matches(env: &TestEnv, step: &str) {
     let mut conn = env.store().connection();
     for (path, (hash, content)) in &pg {
         let blob: Option<String> = redis::cmd("GET")
-            .arg(env.store().keys().blob(hash))
+            .arg(key(env, &format!("blob:{hash}")))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -93,7 +100,7 @@ async fn store_equals_postgres_after_random_mutations() {
     );
     let mut conn = env.store().connection();
     let changes: usize = redis::cmd("XLEN")
-        .arg(env.store().keys().changes())
+        .arg(key(&env, "modules:changes"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -168,7 +175,7 @@ async fn read_through_after_flushdb() {
     let index = env.store().index().await.unwrap();
     assert_eq!(index.get("shared/halo.py"), Some(&got.sha256));
     let blob: Option<String> = redis::cmd("GET")
-        .arg(env.store().keys().blob(&got.sha256))
+        .arg(key(&env, &format!("blob:{}", got.sha256)))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -188,7 +195,7 @@ async fn read_through_after_flushdb() {
     );
     // A blob evicted on its own is also re-read.
     redis::cmd("DEL")
-        .arg(env.store().keys().blob(&got.sha256))
+        .arg(key(&env, &format!("blob:{}", got.sha256)))
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
@@ -209,7 +216,7 @@ async fn rebuild_removes_stale_entries_and_is_idempotent() {
     // Entries PostgreSQL knows nothing about (another tool, an old database).
     let mut conn = env.store().connection();
     redis::cmd("HSET")
-        .arg(env.store().keys().index())
+        .arg(key(&env, "modules"))
         .arg("ghost.py")
         .arg("00")
         .query_async::<()>(&mut conn)
@@ -217,14 +224,14 @@ async fn rebuild_removes_stale_entries_and_is_idempotent() {
         .unwrap();
     // And a stale hash for a live file.
     redis::cmd("HSET")
-        .arg(env.store().keys().index())
+        .arg(key(&env, "modules"))
         .arg("keep.py")
         .arg("11")
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
     redis::cmd("HDEL")
-        .arg(env.store().keys().revisions())
+        .arg(key(&env, "modules:rev"))
         .arg("keep.py")
         .query_async::<()>(&mut conn)
         .await

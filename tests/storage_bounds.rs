@@ -15,7 +15,7 @@ use uuid::Uuid;
 async fn ttl(env: &TestEnv, content: &str) -> i64 {
     let mut conn = env.store().connection();
     redis::cmd("TTL")
-        .arg(env.store().keys().blob(&content_hash(content.as_bytes())))
+        .arg(format!("{}:blob:{}", env.store().prefix(), content_hash(content.as_bytes())))
         .query_async(&mut conn)
         .await
         .unwrap()
@@ -50,7 +50,7 @@ async fn unreferenced_blobs_expire_without_init() {
     env.put_files(&[("d.py", x)]).await;
     let mut conn = env.store().connection();
     let _: () = redis::cmd("DEL")
-        .arg(format!("{}:refs", env.store().keys().index()))
+        .arg(format!("{}:modules:refs", env.store().prefix()))
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use runeflow_migrations::{Migrator, MigratorTrait};
 use runeflow_shared::config::Config;
-use runeflow_shared::store::{RebuildReport, rebuild};
+use runeflow_shared::workspace::{RebuildReport, rebuild};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 use crate::connect;

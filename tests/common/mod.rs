@@ -11,8 +11,8 @@ use axum::http::{Request, StatusCode};
 use runeflow_api::AppState;
 use runeflow_shared::config::Config;
 use runeflow_shared::redis_conn;
-use runeflow_shared::store::{ModuleStore, Publisher};
-use runeflow_shared::workspace::Workspace;
+use runeflow_shared::store::ModuleStore;
+use runeflow_shared::workspace::{Publisher, Workspace};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tower::ServiceExt;
 

@@ -9,10 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use redis::Value;
 use runeflow_shared::path::is_identifier;
 use runeflow_shared::protocol::{DirEntry, ModuleKind};
-use runeflow_shared::store::{ModuleStore, StoreError, StoreVersion, rebuild};
+use runeflow_shared::store::{ChangeCursor, ModuleStore, StoreError, StoreVersion};
+use runeflow_shared::workspace::{SyncError, rebuild, reconcile};
 use sea_orm::DatabaseConnection;
 use tokio::sync::Mutex;
 
@@ -21,13 +21,9 @@ pub enum IndexError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("rebuilding the module store: {0}")]
-    Rebuild(String),
-}
-
-impl From<redis::RedisError> for IndexError {
-    fn from(e: redis::RedisError) -> Self {
-        IndexError::Store(StoreError(e))
-    }
+    Rebuild(#[source] SyncError),
+    #[error("the index is still incomplete after a rebuild")]
+    StillIncomplete,
 }
 
 /// One version of the workspace index: path → sha256, plus its folders.
@@ -173,14 +169,13 @@ fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-/// One change record: stream id and its fields (`gen`, `path`, `sha256` | `deleted`).
-type StreamEntry = (String, HashMap<String, String>);
-
 struct MirrorState {
     snapshot: Arc<IndexSnapshot>,
-    /// Last change-stream entry applied (`0-0` before the first).
-    stream_id: String,
+    /// Where the change stream stood at the snapshot's version.
+    cursor: ChangeCursor,
     loaded: bool,
+    /// Whether this process reconciled the store with PostgreSQL yet.
+    reconciled: bool,
 }
 
 /// Keeps an up-to-date index in memory; cheap to share.
@@ -197,8 +192,9 @@ impl IndexMirror {
             db,
             state: Mutex::new(MirrorState {
                 snapshot: Arc::new(IndexSnapshot::default()),
-                stream_id: "0-0".to_owned(),
+                cursor: ChangeCursor::default(),
                 loaded: false,
+                reconciled: false,
             }),
         }
     }
@@ -224,113 +220,71 @@ impl IndexMirror {
         Ok(state.snapshot.clone())
     }
 
-    /// Applies change records after the last one seen. Returns false when
-    /// the stream cannot bring us up to date (trimmed past us, or the store
+    /// Applies the changes after the snapshot's version. Returns false when
+    /// the stream cannot bring it up to date (trimmed past us, or the store
     /// was replaced): the caller reloads instead.
     async fn catch_up(&self, state: &mut MirrorState) -> Result<bool, IndexError> {
-        let keys = self.store.keys();
-        let mut conn = self.store.connection();
-        let (id, entries): (Option<String>, Vec<StreamEntry>) = redis::pipe()
-            .cmd("GET")
-            .arg(keys.store_id())
-            .cmd("XRANGE")
-            .arg(keys.changes())
-            .arg(format!("({}", state.stream_id))
-            .arg("+")
-            .query_async(&mut conn)
-            .await?;
-        if id.as_deref() != Some(state.snapshot.version.id.as_str()) {
+        let Some(batch) = self
+            .store
+            .changes_since(&state.snapshot.version, &state.cursor)
+            .await?
+        else {
             return Ok(false);
+        };
+        if batch.changes.is_empty() {
+            return Ok(true);
         }
         let snapshot = Arc::make_mut(&mut state.snapshot);
-        let mut expected = snapshot.version.generation + 1;
-        for (stream_id, fields) in entries {
-            let generation: u64 = fields.get("gen").and_then(|g| g.parse().ok()).unwrap_or(0);
-            if generation < expected {
-                continue;
+        for change in batch.changes {
+            match change.sha256 {
+                Some(sha) => snapshot.put(change.path, sha),
+                None => snapshot.remove(&change.path),
             }
-            if generation > expected {
-                return Ok(false); // a gap: records were trimmed
-            }
-            let Some(path) = fields.get("path") else {
-                return Ok(false);
-            };
-            match fields.get("sha256") {
-                Some(sha) => snapshot.put(path.clone(), sha.clone()),
-                None => snapshot.remove(path),
-            }
-            snapshot.version.generation = generation;
-            state.stream_id = stream_id;
-            expected += 1;
+            snapshot.version.generation = change.generation;
         }
+        state.cursor = batch.cursor;
         Ok(true)
     }
 
-    /// Loads the whole index atomically. When Redis lost its data (no
-    /// epoch), rebuilds the store from PostgreSQL first.
+    /// Loads the whole index atomically. The first time in this process it
+    /// first publishes any committed write the store is behind on (a writer
+    /// that died between its commit and its publish). When Redis lost its
+    /// data (no epoch), rebuilds the store from PostgreSQL first.
     async fn reload(&self, state: &mut MirrorState) -> Result<(), IndexError> {
+        if !state.reconciled {
+            // Best effort: a failure here is retried at the next reload.
+            match reconcile(&self.store, &self.db).await {
+                Ok(report) => {
+                    if report.republished > 0 {
+                        tracing::info!(
+                            republished = report.republished,
+                            "module store was behind PostgreSQL; published the missing writes"
+                        );
+                    }
+                    state.reconciled = true;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "could not reconcile the module store with PostgreSQL")
+                }
+            }
+        }
         for _ in 0..2 {
-            let keys = self.store.keys();
-            let mut conn = self.store.connection();
-            let (id, generation, files, complete, last): (
-                Option<String>,
-                Option<u64>,
-                HashMap<String, String>,
-                bool,
-                Value,
-            ) = redis::pipe()
-                .atomic()
-                .cmd("GET")
-                .arg(keys.store_id())
-                .cmd("GET")
-                .arg(keys.generation())
-                .cmd("HGETALL")
-                .arg(keys.index())
-                .cmd("EXISTS")
-                .arg(keys.epoch())
-                .cmd("XREVRANGE")
-                .arg(keys.changes())
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            if !complete {
+            let load = self.store.load_index().await?;
+            if !load.complete {
                 tracing::warn!(
                     "module index incomplete (Redis lost data?); rebuilding it from PostgreSQL"
                 );
                 rebuild(&self.store, &self.db)
                     .await
-                    .map_err(|e| IndexError::Rebuild(e.to_string()))?;
+                    .map_err(IndexError::Rebuild)?;
                 continue;
             }
-            let version = StoreVersion {
-                id: id.unwrap_or_default(),
-                generation: generation.unwrap_or(0),
-            };
-            state.stream_id = last_stream_id(&last).unwrap_or_else(|| "0-0".to_owned());
-            state.snapshot = Arc::new(IndexSnapshot::from_files(version, files));
+            state.cursor = load.cursor;
+            state.snapshot = Arc::new(IndexSnapshot::from_files(load.version, load.files));
             state.loaded = true;
             return Ok(());
         }
-        Err(IndexError::Rebuild(
-            "the index is still incomplete after a rebuild".to_owned(),
-        ))
-    }
-}
-
-fn last_stream_id(reply: &Value) -> Option<String> {
-    let Value::Array(entries) = reply else {
-        return None;
-    };
-    let Value::Array(entry) = entries.first()? else {
-        return None;
-    };
-    match entry.first()? {
-        Value::BulkString(id) => String::from_utf8(id.clone()).ok(),
-        Value::SimpleString(id) => Some(id.clone()),
-        _ => None,
+        Err(IndexError::StillIncomplete)
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 use runeflow_shared::protocol::{DirEntry, FindReply, ModuleKind};
-use runeflow_shared::store::{ModuleStore, read_through};
+use runeflow_shared::store::{ModuleStore, StoreError};
+use runeflow_shared::workspace::{SyncError, read_through};
 use sea_orm::DatabaseConnection;
 
 use crate::index::{IndexSnapshot, Resolved};
@@ -17,7 +18,9 @@ const CACHE_ENTRIES: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("module store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    #[error("reading through to PostgreSQL: {0}")]
+    ReadThrough(#[from] SyncError),
 }
 
 /// In-memory blob cache shared by all executions of a worker. Blobs are
@@ -41,23 +44,17 @@ impl Sources {
 
     /// Source of `path` at `sha`: memory, then Redis, then PostgreSQL (which
     /// also repopulates Redis). A version no longer anywhere comes back as
-    /// PostgreSQL's current content.
+    /// PostgreSQL's current content. A Redis blob that does not hash to
+    /// `sha` is refused by the store (so never cached or imported) and
+    /// PostgreSQL is read instead.
     pub async fn get(&self, path: &str, sha: &str) -> Result<Option<Arc<str>>, SourceError> {
         if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(sha).cloned()) {
             return Ok(Some(hit));
         }
-        let mut conn = self.store.connection();
-        let blob: Option<String> = redis::cmd("GET")
-            .arg(self.store.keys().blob(sha))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| SourceError::Store(e.to_string()))?;
+        let blob = self.store.blob(sha).await?;
         let (sha, content) = match blob {
             Some(content) => (sha.to_owned(), content),
-            None => match read_through(&self.store, &self.db, path)
-                .await
-                .map_err(|e| SourceError::Store(e.to_string()))?
-            {
+            None => match read_through(&self.store, &self.db, path).await? {
                 Some(found) => (found.sha256, found.content),
                 None => return Ok(None),
             },

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
-use apalis_redis::{Config, RedisStorage};
+use apalis_redis::Config;
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::{RunWorkflow, queue_name, wake_channel};
+use runeflow_shared::jobs::{queue_name, wake_channel};
 use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
@@ -153,8 +153,8 @@ pub async fn run(
     let base_name = config.resolve_name();
     let ctx = context(&deps, &config, &base_name).await?;
     let queue = queue_config(&deps.prefix, &config);
-    let storage: RedisStorage<RunWorkflow> =
-        RedisStorage::new(deps.redis.clone()).with_config(queue.clone());
+    let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
+    let storage = wakeups.storage(deps.redis.clone(), queue.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -164,7 +164,6 @@ pub async fn run(
     };
     let janitor = tokio::spawn(crate::janitor::run(deps.redis.clone(), queue, stopped()));
     let poll = Duration::from_millis(config.poll_ms.max(1));
-    let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
     let concurrency = config.concurrency.max(1);
     tracing::info!(worker = %base_name, concurrency, poll_ms = config.poll_ms, "worker starting");
     let monitor = Monitor::new()
@@ -179,7 +178,7 @@ pub async fn run(
                     storage
                         .clone()
                         .poll_with_interval(poll)
-                        .poll_with_stream(crate::wake::stream(wakeups.subscribe())),
+                        .poll_with_stream(wakeups.stream()),
                 )
                 .concurrency(concurrency)
                 .data(ctx.clone())

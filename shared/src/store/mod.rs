@@ -1,27 +1,30 @@
 //! The module store: workspace sources cached in Redis, addressed by content
 //! hash so a cached copy is never stale (see DESIGN.md, "Module store").
 //!
-//! PostgreSQL is the truth. Writers commit there first and then [`apply`]
-//! [`Mutation`]s here; a reader that misses falls back to PostgreSQL through
-//! [`read_through`] and repairs what Redis lost.
+//! This is the Redis layer only: it knows nothing of PostgreSQL or of the
+//! workspace, and its key layout is private. Callers ask it for what they
+//! need (apply mutations, look a path up, the whole index, the changes
+//! since a version, a verified blob); the workspace layer on top commits to
+//! PostgreSQL first, then [`apply`]s [`Mutation`]s here, and falls back to
+//! PostgreSQL where Redis cannot answer.
 //!
 //! [`apply`]: ModuleStore::apply
 
+mod blobs;
+mod changes;
+mod index;
 mod keys;
-mod publisher;
-mod read_through;
-mod rebuild;
 mod scripts;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 
-pub use keys::StoreKeys;
-pub use publisher::Publisher;
-pub use read_through::{ModuleSource, ReadThroughError, read_through};
-pub use rebuild::{RebuildReport, rebuild};
+use keys::StoreKeys;
+
+pub use blobs::UNREFERENCED_BLOB_TTL_SECS;
+pub use changes::{Change, ChangeBatch, ChangeCursor};
+pub use index::IndexLoad;
 
 /// How many change records the capped stream keeps (approximately).
 pub const CHANGES_MAXLEN: usize = 10_000;
@@ -68,19 +71,14 @@ pub struct StoreVersion {
 /// What the index says about one path, read in a single round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Found {
-        sha256: String,
-        content: String,
-    },
-    /// Indexed, but the blob is gone (evicted): read PostgreSQL.
-    BlobMissing {
-        sha256: String,
-    },
+    /// Indexed, and its blob's content matches its sha256.
+    Found { sha256: String, content: String },
+    /// Indexed, but the blob is gone (evicted), or is not the content its
+    /// hash names (forged): read PostgreSQL.
+    BlobMissing { sha256: String },
     /// Not indexed. `complete` is false when the index was not rebuilt since
     /// Redis lost its data, so the path may still exist in PostgreSQL.
-    Absent {
-        complete: bool,
-    },
+    Absent { complete: bool },
 }
 
 /// Handle on one deployment's module store (cheap to clone).
@@ -98,11 +96,14 @@ impl ModuleStore {
         }
     }
 
-    pub fn keys(&self) -> &StoreKeys {
-        &self.keys
+    /// The deployment's key prefix (`RUNEFLOW_REDIS_PREFIX`), which other
+    /// Redis users of the deployment (the queue) name their keys after.
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
     }
 
-    /// The underlying connection, for callers that share it (readiness checks).
+    /// The underlying connection, for callers that share it (the job queue,
+    /// readiness checks). The store's own keys are not theirs to touch.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -167,7 +168,13 @@ impl ModuleStore {
             .arg(path);
         let mut conn = self.conn.clone();
         let reply: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
-        decode_lookup(reply).map_err(StoreError)
+        Ok(match decode_lookup(reply).map_err(StoreError)? {
+            Lookup::Found { sha256, content } if !blobs::matches(&sha256, &content) => {
+                blobs::warn_forged(&sha256);
+                Lookup::BlobMissing { sha256 }
+            }
+            found => found,
+        })
     }
 
     /// The current generation (0 when nothing was ever applied).
@@ -178,24 +185,6 @@ impl ModuleStore {
             .query_async(&mut conn)
             .await?;
         Ok(generation.unwrap_or(0))
-    }
-
-    /// The whole index, path → sha256.
-    pub async fn index(&self) -> Result<HashMap<String, String>, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("HGETALL")
-            .arg(self.keys.index())
-            .query_async(&mut conn)
-            .await?)
-    }
-
-    /// Whether the index is known complete (a rebuild ran since data loss).
-    pub async fn is_complete(&self) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("EXISTS")
-            .arg(self.keys.epoch())
-            .query_async(&mut conn)
-            .await?)
     }
 
     /// A round trip, for readiness checks.

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::rebuild::UNREFERENCED_BLOB_TTL_SECS;
+use super::blobs::UNREFERENCED_BLOB_TTL_SECS;
 
 /// Applies mutations in order. KEYS: index, revisions, generation, changes, id.
 /// ARGV: blob prefix, stream max length, then groups of five:

@@ -1,10 +1,19 @@
 //! The workspace: files in PostgreSQL and the one write path every writer
 //! (REST API, `import`, git pull) goes through, so the rules, entity
 //! detection, `workflows` rows and module store stay in step.
+//!
+//! This layer sits on top of the Redis-only [`store`](crate::store): it
+//! commits to PostgreSQL, then publishes to the store ([`Publisher`]), and
+//! keeps the store in step with PostgreSQL ([`read_through`], [`rebuild`],
+//! [`reconcile`]). The store never calls back into it.
 
 pub mod plan;
 mod prepare;
+mod publisher;
 mod query;
+mod read_through;
+mod rebuild;
+mod reconcile;
 mod write;
 
 use sea_orm::DatabaseConnection;
@@ -12,13 +21,26 @@ use sea_orm::DatabaseConnection;
 use crate::detect::{Diagnostic, WorkflowMeta};
 use crate::entities::workspace_file;
 use crate::path::PathError;
-use crate::store::{Publisher, StoreVersion};
+use crate::store::{StoreError, StoreVersion};
 
 pub use prepare::{Prepared, prepare};
+pub use publisher::{Publisher, RECONCILE_EVERY};
 pub use query::{
     FileSummary, Page, find_live, find_rows, list_files, list_workflows, live_contents,
 };
+pub use read_through::{ModuleSource, read_through};
+pub use rebuild::{RebuildReport, rebuild};
+pub use reconcile::{ReconcileReport, reconcile};
 pub use write::mutation_for;
+
+/// A failure while bringing the module store in step with PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
 
 /// Why a workspace operation was refused or failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,17 +1,38 @@
 //! Waking idle workers on push instead of waiting for the next poll: one
 //! Redis subscription per process, fanned out to each (re)started apalis
-//! worker as a stream.
+//! worker as a stream, and a queue connection ([`fetch`]) that makes sure
+//! a wake-up arriving during a fetch is answered by a fetch sent after it.
 
+mod fetch;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use apalis_redis::RedisStorage;
 use futures::{Stream, StreamExt};
+use redis::aio::ConnectionManager;
+use runeflow_shared::jobs::RunWorkflow;
 use tokio::sync::broadcast;
 
+use fetch::FetchWatch;
+pub use fetch::{FetchCounts, WatchedConn, fetch_counts};
+
+/// The wake-ups of one worker process (cheap to clone).
+#[derive(Clone)]
+pub struct WakeUps {
+    tx: broadcast::Sender<()>,
+    watch: Arc<FetchWatch>,
+}
+
 /// Subscribes to `channel` for as long as the process runs (reconnecting
-/// with backoff) and returns the sender wake-ups are fanned out from.
-pub fn subscribe(redis_url: String, channel: String) -> broadcast::Sender<()> {
+/// with backoff).
+pub fn subscribe(redis_url: String, channel: String) -> WakeUps {
     let (tx, _) = broadcast::channel(64);
-    let fanout = tx.clone();
+    let wake_ups = WakeUps {
+        tx,
+        watch: Arc::default(),
+    };
+    let fanout = wake_ups.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -23,18 +44,40 @@ pub fn subscribe(redis_url: String, channel: String) -> broadcast::Sender<()> {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
-    tx
+    wake_ups
 }
 
-async fn listen(url: &str, channel: &str, tx: &broadcast::Sender<()>) -> redis::RedisResult<()> {
+async fn listen(url: &str, channel: &str, wake_ups: &WakeUps) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.on_message();
-    while messages.next().await.is_some() {
-        let _ = tx.send(());
+    while let Some(message) = messages.next().await {
+        // The payload is the execution id, which is also the job's id.
+        let id: String = message.get_payload().unwrap_or_default();
+        wake_ups.watch.received(&id);
+        let _ = wake_ups.tx.send(());
     }
     Ok(())
+}
+
+impl WakeUps {
+    /// The queue storage of this process's apalis workers, on a connection
+    /// that watches their fetches (see [`fetch`]).
+    pub fn storage(
+        &self,
+        conn: ConnectionManager,
+        config: apalis_redis::Config,
+    ) -> RedisStorage<RunWorkflow, WatchedConn> {
+        let conn = WatchedConn::new(conn, self.watch.clone(), &config);
+        RedisStorage::new(conn).with_config(config)
+    }
+
+    /// The wake-up stream for one apalis worker run (see [`stream`]).
+    pub fn stream(&self) -> impl Stream<Item = ()> + Send + Unpin + use<> {
+        let watch = self.watch.clone();
+        stream(self.tx.subscribe()).map(move |()| watch.stream_fired())
+    }
 }
 
 /// A stream of wake-ups for one apalis worker run: one item for all the

@@ -1,10 +1,11 @@
 //! Reading a file's source by path: Redis first, PostgreSQL when Redis lost
-//! it, repopulating Redis on the way. A cold cache is slower, never wrong.
+//! it (or holds a blob that is not what its hash names), repopulating Redis
+//! on the way. A cold cache is slower, never wrong.
 
 use sea_orm::DatabaseConnection;
 
-use super::{Lookup, ModuleStore, StoreError};
-use crate::workspace::{find_live, mutation_for};
+use super::{SyncError, find_live, mutation_for};
+use crate::store::{Lookup, ModuleStore};
 
 /// A file's source as served to an importer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,23 +15,15 @@ pub struct ModuleSource {
     pub content: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReadThroughError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("database: {0}")]
-    Db(#[from] sea_orm::DbErr),
-}
-
 /// Returns the live file at `path`, or `None` when the workspace has none.
 /// One Redis round trip when the store is warm; on a miss that Redis cannot
-/// vouch for (blob evicted, or index not rebuilt since data loss) it reads
-/// PostgreSQL and writes the file back to Redis.
+/// vouch for (blob evicted or refused, or index not rebuilt since data
+/// loss) it reads PostgreSQL and writes the file back to Redis.
 pub async fn read_through(
     store: &ModuleStore,
     db: &DatabaseConnection,
     path: &str,
-) -> Result<Option<ModuleSource>, ReadThroughError> {
+) -> Result<Option<ModuleSource>, SyncError> {
     match store.lookup(path).await? {
         Lookup::Found { sha256, content } => {
             return Ok(Some(ModuleSource {
