@@ -56,6 +56,14 @@ fn shared_dir(env: &TestEnv, what: &str) -> PathBuf {
     dir
 }
 
+/// True when `pid` exists and is not a zombie.
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -318,6 +326,67 @@ async fn sigterm_mid_run_keeps_the_execution_on_its_worker() {
         other.log()
     );
     drop(a);
+    drop(b);
+    let _ = std::fs::remove_dir_all(&markers);
+    env.cleanup().await;
+}
+
+/// When the drain deadline passes first, the stopping worker exits and its
+/// child dies with it; the other worker then runs the execution again,
+/// once, after the first run was stopped (never both at the same time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_deadline_hands_the_execution_back_once() {
+    let env = TestEnv::new().await;
+    let markers = shared_dir(&env, "markers");
+    env.put_files(&[("flows/append.py", APPEND)]).await;
+    let mut a = Worker::spawn(&env, "a", &[("RUNEFLOW_DRAIN_SECS", "1")]);
+    a.wait_healthy().await;
+    let id = submit(
+        &env,
+        "append_twice",
+        json!({"marker_dir": markers.display().to_string(), "seconds": 6.0}),
+    )
+    .await;
+    let runs = markers.join(format!("{id}.runs"));
+    assert!(
+        eventually(Duration::from_secs(30), || lines(&runs).len() == 1).await,
+        "the workflow never started\n{}",
+        a.log()
+    );
+    let b = Worker::spawn(&env, "b", &[]);
+    b.wait_healthy().await;
+    kill(a.pid(), Signal::SIGTERM).unwrap();
+    let status = a.wait_exit(Duration::from_secs(20)).await;
+    let status = status.unwrap_or_else(|| panic!("worker still running\n{}", a.log()));
+    assert!(status.success(), "exit {status:?}\n{}", a.log());
+    assert!(a.log().contains("drain deadline passed"), "{}", a.log());
+    let first_pid = lines(&runs)[0].trim_start_matches("start ").to_owned();
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(&first_pid)).await,
+        "the first run's child outlived its worker"
+    );
+    let mut e = execution(&env, &id).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !is_final(&e) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        e = execution(&env, &id).await;
+    }
+    let runs = lines(&runs);
+    assert_eq!(e["status"], "success", "{e}\n{}", b.log());
+    assert_eq!(e["attempt"], 2, "{e}");
+    assert!(
+        e["worker"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&b.name),
+        "{e}"
+    );
+    // start (first, killed), start (second), end (second).
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(
+        runs[1].trim_start_matches("start "),
+        runs[2].trim_start_matches("end ")
+    );
     drop(b);
     let _ = std::fs::remove_dir_all(&markers);
     env.cleanup().await;
