@@ -33,8 +33,6 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub enum WorkerRunError {
     #[error("the Python zygote cannot start: {0}")]
     Zygote(#[from] ZygoteError),
-    #[error("worker stopped: {0}")]
-    Monitor(String),
 }
 
 /// Connections a worker runs on.
