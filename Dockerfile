@@ -52,9 +52,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/*
 
+# init and api run as runeflow (10001). The worker runs as root with only
+# CAP_SETUID, CAP_SETGID and CAP_KILL (compose.yaml) so that each
+# concurrency slot runs its workflow children under a uid of its own from
+# RUNEFLOW_CHILD_UID_RANGE (default 70000-70999, gid = uid). Those uids need
+# no /etc/passwd entry and own nothing in the image: they can read the
+# interpreter (/usr/bin/python3 and its library are world-readable) and
+# write only to world-writable places such as /tmp.
+# /run/runeflow (root, 0755) holds the worker's health file, out of the
+# children's reach.
 RUN groupadd --system --gid 10001 runeflow \
  && useradd --system --uid 10001 --gid runeflow --create-home --home-dir /home/runeflow \
-        --shell /usr/sbin/nologin runeflow
+        --shell /usr/sbin/nologin runeflow \
+ && install -d -m 0755 -o root -g root /run/runeflow
 
 COPY --from=build /usr/local/bin/runeflow /usr/local/bin/runeflow
 

@@ -46,6 +46,16 @@ pub enum Command {
     Git(GitCommand),
     /// One-shot import of an existing workspace (a folder or s3://bucket/prefix).
     Import(ImportArgs),
+    /// Exit 0 if the worker's consumer heartbeat is recent (a container
+    /// healthcheck; reads the worker's RUNEFLOW_HEALTH_FILE).
+    WorkerHealth(WorkerHealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerHealthArgs {
+    /// The file the worker writes its heartbeat to.
+    #[arg(long, env = "RUNEFLOW_HEALTH_FILE")]
+    pub health_file: std::path::PathBuf,
 }
 
 /// Where the API is and how to authenticate (client verbs).

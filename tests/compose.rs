@@ -2,8 +2,11 @@
 //! `.dockerignore`), checked without a Docker engine: the compose file parses
 //! (PyYAML through `python3 -c`), its Runeflow services run real subcommands
 //! of the binary in the right order, the worker can be scaled, every variable
-//! the services read is documented, and the Dockerfile has a cache-friendly
-//! build stage and a slim non-root runtime stage whose entrypoint is runeflow.
+//! the services read is documented, each service gets only the secrets it
+//! uses, Redis and PostgreSQL require passwords, the worker has a healthcheck
+//! and minimal capabilities, compose's defaults are the binary's, and the
+//! Dockerfile has a cache-friendly build stage and a slim non-root runtime
+//! stage whose entrypoint is runeflow.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -588,8 +591,8 @@ fn runeflow_services_run_real_subcommands_of_one_image() {
             "`runeflow {first} --help` printed no usage: {help}"
         );
         assert!(
-            env_files(svc).iter().any(|f| f == ".env" || f == "./.env"),
-            "service {name} does not read .env (env_file)"
+            env_files(svc).is_empty(),
+            "service {name} reads a whole env file: list only what it needs in `environment:`"
         );
         images.insert(svc.get("image").map(Value::to_string).unwrap_or_default());
     }
@@ -609,6 +612,11 @@ fn services_start_in_dependency_order() {
     assert!(
         pg_check.join(" ").contains("pg_isready"),
         "postgres healthcheck does not use pg_isready: {pg_check:?}"
+    );
+    // Over TCP: the first start's setup server listens on the socket only.
+    assert!(
+        pg_check.join(" ").contains("-h 127.0.0.1"),
+        "postgres healthcheck does not check TCP (pg_isready -h 127.0.0.1): {pg_check:?}"
     );
     let (redis_check, _) = healthcheck(service(&compose, "redis"));
     assert!(
@@ -699,6 +707,12 @@ fn api_listens_on_all_interfaces_is_published_and_checks_readyz() {
             .any(|(host_part, container)| container == port && !host_part.is_empty()),
         "api publishes no host port for container port {port}: {published:?}"
     );
+    for (host_part, _) in &published {
+        assert!(
+            host_part.starts_with("127.0.0.1:"),
+            "api is published beyond loopback: {host_part:?}"
+        );
+    }
 
     let (check, shell) = healthcheck(api);
     let joined = check.join(" ");
@@ -788,8 +802,10 @@ fn every_variable_the_services_read_is_documented() {
 
     let mut needed = server_env();
     needed.insert("RUST_LOG".to_owned()); // read by tracing, not by clap
-    for (name, svc) in services(&compose) {
-        let vars = environment(svc.as_object().unwrap());
+    // The runeflow services' variables (postgres and redis take theirs from
+    // the interpolated names below).
+    for name in built_services(&compose) {
+        let vars = environment(service(&compose, &name));
         assert!(
             !(name == "api" && vars.is_empty()),
             "api has no environment block"
@@ -831,36 +847,40 @@ fn env_example_points_at_the_compose_services() {
             .cloned()
             .unwrap_or_else(|| panic!(".env.example does not set {name}"))
     };
-    assert!(!get("RUNEFLOW_API_TOKEN").is_empty());
-
-    let url = get("DATABASE_URL");
-    let rest = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-        .unwrap_or_else(|| panic!("DATABASE_URL is not a postgres URL: {url}"));
-    let (credentials, location) = rest.split_once('@').expect("DATABASE_URL has user@host");
-    let (user, password) = credentials
-        .split_once(':')
-        .expect("DATABASE_URL has user:password");
-    let (host_port, database) = location
-        .split_once('/')
-        .expect("DATABASE_URL names a database");
-    let host = host_port.split(':').next().unwrap();
-    assert_eq!(user, get("POSTGRES_USER"), "DATABASE_URL user");
-    assert_eq!(password, get("POSTGRES_PASSWORD"), "DATABASE_URL password");
-    assert_eq!(database, get("POSTGRES_DB"), "DATABASE_URL database");
-    assert_eq!(
-        host, "postgres",
-        "DATABASE_URL host is the postgres service"
-    );
-
-    let redis = get("REDIS_URL");
-    let redis_host = redis
-        .strip_prefix("redis://")
-        .and_then(|r| r.rsplit('@').next())
-        .map(|r| r.split([':', '/']).next().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("REDIS_URL is not a redis URL: {redis}"));
-    assert_eq!(redis_host, "redis", "REDIS_URL host is the redis service");
+    // The secrets are set, to values every runeflow process refuses.
+    for secret in ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "RUNEFLOW_API_TOKEN"] {
+        assert!(
+            get(secret).contains("change-me"),
+            "{secret} in .env.example is not an obvious example value"
+        );
+    }
+    // The URLs are not in .env: compose builds them from the secrets, so
+    // they cannot drift apart.
+    for url in ["DATABASE_URL", "REDIS_URL"] {
+        assert!(
+            !example.set.contains_key(url),
+            ".env.example sets {url}; compose.yaml builds it from the passwords"
+        );
+    }
+    for name in built_services(&compose) {
+        let env = environment(service(&compose, &name));
+        let db = env
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| panic!("{name} has no DATABASE_URL"));
+        assert!(
+            db.starts_with("postgres://${POSTGRES_USER")
+                && db.contains(":${POSTGRES_PASSWORD")
+                && db.contains("}@postgres:5432/${POSTGRES_DB"),
+            "{name}: DATABASE_URL is not built from POSTGRES_*: {db}"
+        );
+        let redis = env
+            .get("REDIS_URL")
+            .unwrap_or_else(|| panic!("{name} has no REDIS_URL"));
+        assert!(
+            redis.starts_with("redis://:${REDIS_PASSWORD") && redis.contains("}@redis:6379/"),
+            "{name}: REDIS_URL does not carry the Redis password: {redis}"
+        );
+    }
 
     // The postgres container takes its credentials from .env, not from
     // literals that could drift from DATABASE_URL.
@@ -874,6 +894,164 @@ fn env_example_points_at_the_compose_services() {
             "postgres {name} is {value:?}, not ${{{name}}} from .env"
         );
     }
+    // Redis requires the password.
+    let redis_cmd = command_words(service(&compose, "redis")).join(" ");
+    assert!(
+        redis_cmd.contains("--requirepass ${REDIS_PASSWORD"),
+        "redis runs without --requirepass: {redis_cmd}"
+    );
+}
+
+/// Secrets go only where they are used: the worker runs user code and never
+/// gets the API or git token; init needs neither either.
+#[test]
+fn each_service_gets_only_the_secrets_it_uses() {
+    let compose = compose();
+    let never = |svc: &str, names: &[&str]| {
+        let env = environment(service(&compose, svc));
+        for name in names {
+            assert!(
+                !env.contains_key(*name),
+                "{svc} gets {name}, which it does not use"
+            );
+        }
+    };
+    let tokens = [
+        "RUNEFLOW_API_TOKEN",
+        "RUNEFLOW_GIT_TOKEN",
+        "RUNEFLOW_GIT_USERNAME",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+    ];
+    never("worker", &tokens);
+    never("init", &tokens);
+    let api = environment(service(&compose, "api"));
+    assert!(api.contains_key("RUNEFLOW_API_TOKEN"), "api has no token");
+    assert!(
+        api["RUNEFLOW_API_TOKEN"].contains(":?"),
+        "api's token must be required by compose (${{RUNEFLOW_API_TOKEN:?...}})"
+    );
+    assert!(
+        read(".gitignore")
+            .lines()
+            .any(|l| l.trim() == ".env" || l.trim() == "/.env"),
+        ".env is not in .gitignore"
+    );
+}
+
+/// The worker runs as root with only the capabilities to switch its
+/// children to their own uids and signal them; init and api run as the
+/// image's unprivileged user. Crashed services come back; the worker has a
+/// healthcheck that means "consuming".
+#[test]
+fn worker_privileges_restart_and_health() {
+    let compose = compose();
+    let worker = service(&compose, "worker");
+    let list = |key: &str| -> BTreeSet<String> {
+        worker
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(worker.get("user").and_then(Value::as_str), Some("0:0"));
+    assert_eq!(list("cap_drop"), BTreeSet::from(["ALL".to_owned()]));
+    assert_eq!(
+        list("cap_add"),
+        BTreeSet::from(["SETUID".to_owned(), "SETGID".to_owned(), "KILL".to_owned()])
+    );
+    assert!(
+        list("security_opt").contains("no-new-privileges:true"),
+        "worker lacks no-new-privileges"
+    );
+    for name in ["init", "api"] {
+        assert!(
+            !service(&compose, name).contains_key("user"),
+            "{name} overrides the image's non-root user"
+        );
+    }
+    for name in ["worker", "api", "postgres", "redis"] {
+        let restart = service(&compose, name)
+            .get("restart")
+            .and_then(Value::as_str);
+        assert_eq!(restart, Some("always"), "{name} restart policy");
+    }
+    assert_eq!(worker.get("init"), Some(&Value::Bool(true)), "worker init");
+
+    let (check, shell) = healthcheck(worker);
+    assert!(!shell, "worker healthcheck needs no shell: {check:?}");
+    assert_eq!(check, ["runeflow", "worker-health"]);
+    let health_file = environment(worker)
+        .get("RUNEFLOW_HEALTH_FILE")
+        .cloned()
+        .expect("worker sets RUNEFLOW_HEALTH_FILE");
+    let dir = health_file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let runtime = dockerfile().pop().unwrap();
+    assert!(
+        runtime.instructions.iter().any(|(op, args)| op == "RUN"
+            && args.contains(&format!("install -d -m 0755 -o root -g root {dir}"))),
+        "the image does not create {dir} (root-owned, out of the children's reach)"
+    );
+}
+
+/// Where compose gives a variable a default (`${NAME:-default}`), it is the
+/// binary's own default: the two cannot drift apart.
+#[test]
+fn compose_defaults_match_the_binary() {
+    let compose = compose();
+    let mut defaults = BTreeMap::new();
+    for cmd in ["init", "api", "worker"] {
+        defaults.extend(env_defaults(&runeflow(&[cmd, "--help"])));
+    }
+    let mut checked = 0;
+    for name in built_services(&compose) {
+        for (var, value) in environment(service(&compose, &name)) {
+            let Some(inner) = value
+                .strip_prefix(&format!("${{{var}:-"))
+                .and_then(|v| v.strip_suffix('}'))
+            else {
+                continue;
+            };
+            if var == "RUST_LOG" {
+                continue; // read by tracing, not a flag
+            }
+            match defaults.get(&var) {
+                Some(default) => {
+                    assert_eq!(inner, default, "{name}: compose default of {var}");
+                    checked += 1;
+                }
+                None => assert!(
+                    inner.is_empty(),
+                    "{name}: {var} has a compose default {inner:?} but no flag default"
+                ),
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} defaults checked");
+}
+
+/// env name → `[default: ...]` of every option in a help text.
+fn env_defaults(help: &str) -> BTreeMap<String, String> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in help.lines() {
+        if line.trim_start().starts_with('-') {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line.trim());
+            block.push(' ');
+        }
+    }
+    blocks
+        .iter()
+        .filter_map(|block| {
+            let env = env_markers(block).into_iter().next()?;
+            let start = block.find("[default: ")? + "[default: ".len();
+            let end = start + block[start..].find(']')?;
+            // clap quotes a default that has spaces.
+            Some((env, block[start..end].trim_matches('"').to_owned()))
+        })
+        .collect()
 }
 
 #[test]

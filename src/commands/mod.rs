@@ -13,11 +13,20 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod worker;
+pub mod worker_health;
 mod workspace_folder;
 
-use crate::cli::Command;
+use crate::cli::{Command, ServerArgs};
+use crate::secrets_check::refuse_example_secrets;
 
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
+    // Server processes refuse secrets left at their .env.example values.
+    if let Command::Init(ServerArgs { config }) | Command::Api(ServerArgs { config }) = &command {
+        refuse_example_secrets(config)?;
+    }
+    if let Command::Worker(args) = &command {
+        refuse_example_secrets(&args.config)?;
+    }
     match command {
         Command::Init(args) => init::run(&args.config).await.map(|_| ()),
         Command::Api(args) => api::run(&args.config).await,
@@ -32,5 +41,6 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => executions::run_logs(args).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,
+        Command::WorkerHealth(args) => worker_health::run(&args),
     }
 }

@@ -116,6 +116,11 @@ pub struct WorkerConfig {
         default_value = "/runeflow/workspace"
     )]
     pub virtual_root: String,
+
+    /// File the worker writes its last consumer heartbeat to, for
+    /// `runeflow worker-health` (container healthchecks); unset: none.
+    #[arg(long, env = "RUNEFLOW_HEALTH_FILE")]
+    pub health_file: Option<std::path::PathBuf>,
 }
 
 impl WorkerConfig {

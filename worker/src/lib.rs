@@ -24,3 +24,8 @@ pub mod janitor;
 pub mod job;
 pub mod run;
 pub mod wake;
+// Process lifecycle: restart backoff, drain on shutdown, liveness.
+pub mod backoff;
+pub mod consume;
+pub mod drain;
+pub mod health;

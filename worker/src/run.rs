@@ -1,11 +1,11 @@
 //! The worker process: warm the zygote, then consume the executions queue
-//! with apalis until the shutdown signal, draining running executions.
+//! with apalis until the shutdown signal, draining running executions
+//! without letting another worker start them again.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::Config;
 use redis::aio::ConnectionManager;
 use runeflow_shared::jobs::{queue_name, wake_channel};
@@ -16,9 +16,12 @@ use sea_orm::DatabaseConnection;
 use crate::child_users::{ChildUsers, ChildUsersError, ChildUsersMode, UidRange, cannot_switch};
 use crate::compiler::Compiler;
 use crate::config::WorkerConfig;
+use crate::consume::{Consumer, Phase};
+use crate::drain::{self, WorkerNames};
 use crate::execution::Limits;
+use crate::health::{self, Liveness};
 use crate::index::IndexMirror;
-use crate::job::{JobContext, handle};
+use crate::job::JobContext;
 use crate::modules::Sources;
 use crate::prefetch::Prefetcher;
 use crate::running::Running;
@@ -33,8 +36,6 @@ pub enum WorkerRunError {
     Zygote(#[from] ZygoteError),
     #[error(transparent)]
     ChildUsers(#[from] ChildUsersError),
-    #[error("worker stopped: {0}")]
-    Monitor(String),
 }
 
 /// Connections a worker runs on.
@@ -142,9 +143,14 @@ fn child_users(config: &WorkerConfig) -> Result<Option<Arc<ChildUsers>>, ChildUs
     Ok(Some(users))
 }
 
-/// Runs until `shutdown` resolves; then stops fetching and gives running
-/// executions up to `drain_secs` to finish. A worker loop that fails (Redis
-/// restarted, timeouts) is rebuilt under a new name by the monitor.
+/// How long a stopping worker waits for its consumer loop to acknowledge
+/// the jobs whose runs ended, after the drain.
+const ACK_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs until `shutdown` resolves; then fetches nothing more and keeps the
+/// running executions' heartbeat until they end, up to `drain_secs` (see
+/// `drain.rs`). A consumer loop that fails (Redis restarted or gone) is
+/// rebuilt under a new name, with backoff (see `consume.rs`).
 pub async fn run(
     deps: WorkerDeps,
     config: WorkerConfig,
@@ -155,6 +161,7 @@ pub async fn run(
     let queue = queue_config(&deps.prefix, &config);
     let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
     let storage = wakeups.storage(deps.redis.clone(), queue.clone());
+    let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Consuming);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -162,41 +169,75 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let janitor = tokio::spawn(crate::janitor::run(deps.redis.clone(), queue, stopped()));
-    let poll = Duration::from_millis(config.poll_ms.max(1));
+    let heartbeat = Duration::from_millis(config.heartbeat_ms.max(100));
+    let janitor = tokio::spawn(crate::janitor::run(
+        deps.redis.clone(),
+        queue.clone(),
+        stopped(),
+    ));
+    let liveness = Liveness::default();
+    let health = config.health_file.clone().map(|path| {
+        let max_age = health::max_age(heartbeat, config.missed_heartbeats);
+        tokio::spawn(health::publish(
+            path,
+            liveness.clone(),
+            max_age,
+            heartbeat,
+            stopped(),
+        ))
+    });
+    let names = WorkerNames::default();
     let concurrency = config.concurrency.max(1);
     tracing::info!(worker = %base_name, concurrency, poll_ms = config.poll_ms, "worker starting");
-    let monitor = Monitor::new()
-        .register(move |run| {
-            let name = if run == 0 {
-                base_name.clone()
-            } else {
-                format!("{base_name}-r{run}")
-            };
-            WorkerBuilder::new(name)
-                .backend(
-                    storage
-                        .clone()
-                        .poll_with_interval(poll)
-                        .poll_with_stream(wakeups.stream()),
-                )
-                .concurrency(concurrency)
-                .data(ctx.clone())
-                .build(handle)
-        })
-        .should_restart(|_ctx, err| {
-            tracing::warn!(%err, "worker loop failed; restarting it");
-            true
-        })
-        .shutdown_timeout(Duration::from_secs(config.drain_secs));
-    let result = monitor
-        .run_with_signal(async move {
-            shutdown.await;
-            Ok::<(), std::io::Error>(())
-        })
+    let consumer = Consumer {
+        base_name,
+        storage,
+        poll: Duration::from_millis(config.poll_ms.max(1)),
+        wakeups,
+        concurrency,
+        ctx: ctx.clone(),
+        liveness,
+        names: names.clone(),
+    };
+    let mut consumer = tokio::spawn(consumer.run(phase_rx));
+
+    shutdown.await;
+    let _ = phase_tx.send(Phase::Draining);
+    let running = ctx.running.len();
+    if running > 0 {
+        tracing::info!(
+            running,
+            drain_secs = config.drain_secs,
+            "draining: fetching nothing more; waiting for the running executions"
+        );
+    }
+    let drained = drain::hold_until_done(
+        &ctx.running,
+        drain::Heartbeat {
+            conn: deps.redis.clone(),
+            workers_set: queue.workers_set(),
+            names,
+            every: heartbeat,
+        },
+        tokio::time::Instant::now() + Duration::from_secs(config.drain_secs),
+    )
+    .await;
+    if let drain::Drained::DeadlinePassed { running } = drained {
+        tracing::warn!(
+            running,
+            "drain deadline passed: the executions still running are stopped with this process and run again elsewhere"
+        );
+    }
+    if tokio::time::timeout(ACK_GRACE, &mut consumer)
         .await
-        .map_err(|e| WorkerRunError::Monitor(e.to_string()));
+        .is_err()
+    {
+        consumer.abort();
+    }
     let _ = stop_tx.send(true);
     let _ = janitor.await;
-    result
+    if let Some(health) = health {
+        let _ = health.await;
+    }
+    Ok(())
 }
