@@ -15,7 +15,11 @@ use uuid::Uuid;
 async fn ttl(env: &TestEnv, content: &str) -> i64 {
     let mut conn = env.store().connection();
     redis::cmd("TTL")
-        .arg(format!("{}:blob:{}", env.store().prefix(), content_hash(content.as_bytes())))
+        .arg(format!(
+            "{}:blob:{}",
+            env.store().prefix(),
+            content_hash(content.as_bytes())
+        ))
         .query_async(&mut conn)
         .await
         .unwrap()
