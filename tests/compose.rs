@@ -382,14 +382,22 @@ fn every_env_read() -> BTreeSet<String> {
         .collect()
 }
 
+/// The lines of one flag's entry in a help text (short or long format):
+/// from the flag to the next flag.
+fn flag_block(help: &str, flag: &str) -> String {
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(flag));
+    let first = lines.next().unwrap_or_default();
+    std::iter::once(first)
+        .chain(lines.take_while(|l| !l.trim_start().starts_with('-')))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The `[default: ...]` of one flag in a help text.
 fn flag_default(help: &str, flag: &str) -> String {
-    let line = help
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with(flag))
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let line = flag_block(help, flag);
     let start = line
         .find("[default: ")
         .unwrap_or_else(|| panic!("{flag} has no default in: {line}"));
@@ -757,11 +765,7 @@ fn worker_scales_without_fixed_names_or_ports() {
     // Each replica names itself (host-pid-random from its own hostname) only
     // while nothing gives them all one name.
     let help = runeflow(&["worker", "--help"]);
-    let name_flag = help
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("--worker-name"))
-        .take(2)
-        .collect::<String>();
+    let name_flag = flag_block(&help, "--worker-name");
     assert!(
         name_flag.contains("RUNEFLOW_WORKER_NAME") && !name_flag.contains("[default:"),
         "the worker name must default to a per-process name: {name_flag}"

@@ -105,6 +105,8 @@ impl Worker {
             .env("RUNEFLOW_CONCURRENCY", "1")
             .env("RUNEFLOW_DEFAULT_TIMEOUT", "60")
             .env("RUNEFLOW_HEALTH_FILE", &health)
+            // python3 may live under /root, unreadable by child uids.
+            .env("RUNEFLOW_CHILD_USERS", "off")
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())

@@ -63,7 +63,7 @@ class ZygoteTest(unittest.TestCase):
         send_frame(WORKER.control, {"op": "spawn", "execution_id": "x", "rlimits": {}})
         reply = recv_frame(WORKER.control)
         self.assertEqual(reply["op"], "error")
-        self.assertIn("one descriptor", reply["message"])
+        self.assertIn("one or two descriptors", reply["message"])
         self.assertEqual(run({"flows/main.py": "def main():\n    return 1\n"}).value, 1)
 
     def test_unknown_op_is_refused_and_its_descriptor_closed(self):
