@@ -112,15 +112,22 @@ async fn user_code_reaches_no_secret_and_no_neighbour() {
     assert!(logs.contains("raw output on fd 1"), "{logs}");
 
     // A spinner that left its session dies when the execution times out.
+    assert_escaped_spinner_dies(&env).await;
+    env.cleanup().await;
+}
+
+/// Runs `escape` (a spinner that left its session, then a timeout) and
+/// asserts the spinner does not outlive the execution.
+async fn assert_escaped_spinner_dies(env: &TestEnv) {
     let pidfile = std::env::temp_dir().join(format!("{}_spinner", env.name));
     let _ = std::fs::remove_file(&pidfile);
     let id = submit(
-        &env,
+        env,
         "escape",
         json!({"pidfile": pidfile.display().to_string()}),
     )
     .await;
-    let done = wait_final(&env, &id, Duration::from_secs(60)).await;
+    let done = wait_final(env, &id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "timeout", "{done}");
     let spinner: i32 = std::fs::read_to_string(&pidfile)
         .expect("the spinner wrote its pid")
@@ -132,7 +139,6 @@ async fn user_code_reaches_no_secret_and_no_neighbour() {
         "the setsid spinner {spinner} outlived its execution"
     );
     let _ = std::fs::remove_file(&pidfile);
-    env.cleanup().await;
 }
 
 /// Without child users, the subreaper still catches a spinner that left
@@ -142,25 +148,7 @@ async fn escaped_descendants_die_without_child_users() {
     let env = TestEnv::new().await;
     env.put_files(&[("probe.py", PROBE)]).await;
     let _worker = WorkerProcess::spawn(&env, "w", &[]);
-    let pidfile = std::env::temp_dir().join(format!("{}_spinner", env.name));
-    let id = submit(
-        &env,
-        "escape",
-        json!({"pidfile": pidfile.display().to_string()}),
-    )
-    .await;
-    let done = wait_final(&env, &id, Duration::from_secs(60)).await;
-    assert_eq!(done["status"], "timeout", "{done}");
-    let spinner: i32 = std::fs::read_to_string(&pidfile)
-        .expect("the spinner wrote its pid")
-        .trim()
-        .parse()
-        .expect("a pid");
-    assert!(
-        eventually(Duration::from_secs(5), || !alive(spinner)).await,
-        "the setsid spinner {spinner} outlived its execution"
-    );
-    let _ = std::fs::remove_file(&pidfile);
+    assert_escaped_spinner_dies(&env).await;
     env.cleanup().await;
 }
 

@@ -11,42 +11,20 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use common::TestEnv;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- helpers
 
-/// The interpreter behind `python3` (not a pyenv shim).
-fn real_python() -> String {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 on PATH");
-    assert!(out.status.success(), "python3 -c failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// Polls `cond` every 50 ms until it holds or `timeout` passes.
-async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::worker_process::{
+    RedisServer, WorkerProcess, alive, eventually, is_final, lines, submit,
+};
 
 /// A folder workflow children (whatever uid they run under) can write to.
 fn shared_dir(env: &TestEnv, what: &str) -> PathBuf {
@@ -56,80 +34,34 @@ fn shared_dir(env: &TestEnv, what: &str) -> PathBuf {
     dir
 }
 
-/// True when `pid` exists and is not a zombie.
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
-        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// `runeflow worker` as a child process in its own process group, logging
-/// to a file, with test timings (heartbeat 1 s × 3 missed, poll 200 ms,
-/// concurrency 1) and a health file. Killed with its group on drop.
+/// The test worker binary (`WorkerProcess`: heartbeat 1 s × 3 missed, poll
+/// 200 ms, concurrency 1) with a 60 s default timeout and a health file.
 struct Worker {
-    child: Child,
-    name: String,
-    log: PathBuf,
+    process: WorkerProcess,
     health: PathBuf,
 }
 
 impl Worker {
     fn spawn(env: &TestEnv, label: &str, extra: &[(&str, &str)]) -> Self {
-        let name = format!("{}-{label}", env.name);
-        let log = std::env::temp_dir().join(format!("{name}.log"));
-        let health = std::env::temp_dir().join(format!("{name}.health"));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_runeflow"));
-        command
-            .arg("worker")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("DATABASE_URL", &env.database_url)
-            .env("REDIS_URL", &env.redis_url)
-            .env("RUNEFLOW_REDIS_PREFIX", &env.name)
-            .env("RUNEFLOW_WORKER_NAME", &name)
-            .env("RUNEFLOW_PYTHON", real_python())
-            .env("RUNEFLOW_HEARTBEAT_MS", "1000")
-            .env("RUNEFLOW_MISSED_HEARTBEATS", "3")
-            .env("RUNEFLOW_POLL_MS", "200")
-            .env("RUNEFLOW_CONCURRENCY", "1")
-            .env("RUNEFLOW_DEFAULT_TIMEOUT", "60")
-            .env("RUNEFLOW_HEALTH_FILE", &health)
-            // python3 may live under /root, unreadable by child uids.
-            .env("RUNEFLOW_CHILD_USERS", "off")
-            .env("RUST_LOG", "info,sqlx=warn")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .process_group(0);
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("start runeflow worker");
+        let health = std::env::temp_dir().join(format!("{}-{label}.health", env.name));
+        let health_file = health.display().to_string();
+        let mut vars = vec![
+            ("RUNEFLOW_DEFAULT_TIMEOUT", "60"),
+            ("RUNEFLOW_HEALTH_FILE", health_file.as_str()),
+        ];
+        vars.extend_from_slice(extra);
         Worker {
-            child,
-            name,
-            log,
+            process: WorkerProcess::spawn(env, label, &vars),
             health,
         }
     }
 
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        Pid::from_raw(self.process.pid())
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// `runeflow worker-health` on this worker's health file.
@@ -152,67 +84,26 @@ impl Worker {
         assert!(
             eventually(Duration::from_secs(30), || self.health().0).await,
             "worker {} never healthy: {}\n{}",
-            self.name,
+            self.process.name,
             self.health().1,
             self.log()
         );
     }
 
     async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.process.wait_exit(timeout).await
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = killpg(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.log);
+        // The process (killed with its group, log removed) drops after this.
         let _ = std::fs::remove_file(&self.health);
     }
 }
 
-/// Kills a private redis-server when the test ends, however it ends.
-struct RedisServer(Child);
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn submit(env: &TestEnv, workflow: &str, parameters: Value) -> String {
-    let r = env
-        .post_json(
-            "/api/executions",
-            json!({"workflow": workflow, "parameters": parameters}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "submit: {}", r.text());
-    r.json()["id"].as_str().unwrap().to_owned()
-}
-
 async fn execution(env: &TestEnv, id: &str) -> Value {
     env.get(&format!("/api/executions/{id}")).await.json()
-}
-
-fn is_final(e: &Value) -> bool {
-    matches!(
-        e["status"].as_str(),
-        Some("success" | "failed" | "timeout" | "cancelled")
-    )
 }
 
 /// No ANSI escape sequence (colour codes) in a log written to a file.
@@ -269,12 +160,12 @@ async fn sigterm_mid_run_keeps_the_execution_on_its_worker() {
     );
     let running = execution(&env, &id).await;
     let owner = running["worker"].as_str().unwrap_or_default().to_owned();
-    let (stopped, other) = if owner.starts_with(&a.name) {
+    let (stopped, other) = if owner.starts_with(&a.process.name) {
         (&mut a, &mut b)
     } else {
         (&mut b, &mut a)
     };
-    assert!(owner.starts_with(&stopped.name), "{running}");
+    assert!(owner.starts_with(&stopped.process.name), "{running}");
 
     let t = Instant::now();
     kill(stopped.pid(), Signal::SIGTERM).unwrap();
@@ -364,7 +255,10 @@ async fn a_drain_deadline_hands_the_execution_back_once() {
     assert!(a.log().contains("drain deadline passed"), "{}", a.log());
     let first_pid = lines(&runs)[0].trim_start_matches("start ").to_owned();
     assert!(
-        eventually(Duration::from_secs(5), || !alive(&first_pid)).await,
+        eventually(Duration::from_secs(5), || !alive(
+            first_pid.parse().expect("a pid")
+        ))
+        .await,
         "the first run's child outlived its worker"
     );
     let mut e = execution(&env, &id).await;
@@ -380,7 +274,7 @@ async fn a_drain_deadline_hands_the_execution_back_once() {
         e["worker"]
             .as_str()
             .unwrap_or_default()
-            .starts_with(&b.name),
+            .starts_with(&b.process.name),
         "{e}"
     );
     // start (first, killed), start (second), end (second).

@@ -204,17 +204,5 @@ async fn idempotency_keys_last_and_finished_records_are_trimmed() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{queue}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    env.cleanup().await;
+    env.cleanup().await; // deletes the queue's keys too
 }

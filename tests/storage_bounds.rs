@@ -148,19 +148,7 @@ async fn failed_task_records_are_trimmed() {
             .unwrap();
         assert_eq!((data, meta), (kept, kept), "{id}");
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", runeflow_shared::jobs::queue_name(&env.name)))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    env.cleanup().await;
+    env.cleanup().await; // deletes the queue's keys too
 }
 
 /// Inserts `n` executions queued `age` ago (UUIDv7 ids of that time, as

@@ -141,36 +141,34 @@ pub async fn finish(
     let message =
         format!("the workflow's outcome could not be stored: PostgreSQL refused it ({refused})");
     let error = Some(("OutcomeUnrecordable", message.as_str(), None));
-    let duration_ms = Some(i64::try_from(finished.duration.as_millis()).unwrap_or(i64::MAX));
-    let with_logs = write(
-        db,
-        id,
-        attempt,
-        status::FAILED,
-        None,
-        error,
-        &finished.logs,
-        finished.logs_truncated,
-        duration_ms,
-    )
-    .await;
-    match with_logs {
-        Err(err) if storable::is_content_refusal(&err) => {
-            write(
-                db,
-                id,
-                attempt,
-                status::FAILED,
-                None,
-                error,
-                "",
-                true,
-                duration_ms,
-            )
-            .await
+    // With the logs if PostgreSQL takes them, else without.
+    let mut refused = refused;
+    for (logs, truncated) in [
+        (finished.logs.as_str(), finished.logs_truncated),
+        ("", true),
+    ] {
+        match write(
+            db,
+            id,
+            attempt,
+            status::FAILED,
+            None,
+            error,
+            logs,
+            truncated,
+            Some(duration_ms(finished)),
+        )
+        .await
+        {
+            Err(err) if storable::is_content_refusal(&err) => refused = err,
+            other => return other,
         }
-        other => other,
     }
+    Err(refused)
+}
+
+fn duration_ms(finished: &Finished) -> i64 {
+    i64::try_from(finished.duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn write_outcome(
@@ -179,7 +177,6 @@ async fn write_outcome(
     attempt: i32,
     finished: &Finished,
 ) -> Result<Recorded, DbErr> {
-    let duration_ms = i64::try_from(finished.duration.as_millis()).unwrap_or(i64::MAX);
     let timeout_message;
     let (state, value, error) = match &finished.outcome {
         Outcome::Success(value) => (status::SUCCESS, Some(value.clone()), None),
@@ -209,7 +206,7 @@ async fn write_outcome(
         error,
         &finished.logs,
         finished.logs_truncated,
-        Some(duration_ms),
+        Some(duration_ms(finished)),
     )
     .await
 }
