@@ -185,3 +185,63 @@ async fn out_of_range_timeout_fails_at_once() {
     assert!(message.contains("out of range"), "{message}");
     env.cleanup().await;
 }
+
+const BIG_RESULTS: &str = r#"from runeflow import workflow
+
+@workflow
+def long_text():
+    return "x" * 200_000
+
+@workflow
+def many_zeros():
+    return [0] * 30_000
+
+@workflow
+def nested_empties():
+    return [[] for _ in range(20_000)]
+
+@workflow
+def small():
+    return {"ok": [1, 2]}
+"#;
+
+/// The worker, not only the shim, bounds a result: by its bytes of JSON
+/// (RUNEFLOW_MAX_RESULT_BYTES) and by the memory it would take once parsed
+/// (RUNEFLOW_MAX_RESULT_MEMORY_MB), refusing it before it is built. Here
+/// 90 KB of `[0, 0, …]` would take about 1.9 MiB. Each is a failed outcome
+/// on attempt 1, and the worker goes on running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_over_the_worker_bounds_are_refused_before_they_are_parsed() {
+    let env = TestEnv::new().await;
+    env.put_files(&[("big.py", BIG_RESULTS)]).await;
+    let _worker = WorkerProcess::spawn(
+        &env,
+        "w",
+        &[
+            ("RUNEFLOW_MAX_RESULT_BYTES", "100000"),
+            ("RUNEFLOW_MAX_RESULT_MEMORY_MB", "1"),
+        ],
+    );
+    for (workflow, setting) in [
+        ("long_text", "RUNEFLOW_MAX_RESULT_BYTES"),
+        ("many_zeros", "RUNEFLOW_MAX_RESULT_MEMORY_MB"),
+        ("nested_empties", "RUNEFLOW_MAX_RESULT_MEMORY_MB"),
+    ] {
+        let id = submit(&env, workflow, json!({})).await;
+        let done = wait_final(&env, &id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "failed", "{workflow}: {done}");
+        assert_eq!(done["attempt"], 1, "{workflow}: {done}");
+        assert_eq!(
+            done["error"]["type"], "ResultTooLarge",
+            "{workflow}: {done}"
+        );
+        let message = done["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(setting), "{workflow}: {message}");
+        assert!(done["result"].is_null(), "{workflow}: {done}");
+    }
+    let id = submit(&env, "small", json!({})).await;
+    let done = wait_final(&env, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"], json!({"ok": [1, 2]}));
+    env.cleanup().await;
+}

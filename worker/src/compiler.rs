@@ -32,6 +32,18 @@ pub struct Compiled {
     pub imports: Vec<Import>,
 }
 
+impl Compiled {
+    /// Bytes it holds: the marshalled code and the import names.
+    pub fn weight(&self) -> usize {
+        let imports: usize = self
+            .imports
+            .iter()
+            .map(|i| 48 + i.name.len() + i.fromlist.iter().map(|f| 24 + f.len()).sum::<usize>())
+            .sum();
+        self.code.as_ref().map_or(0, |c| c.len()) + imports
+    }
+}
+
 /// One `IMPORT_NAME`: `from <level dots><name> import <fromlist>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {

@@ -109,6 +109,22 @@ pub struct WorkerConfig {
     #[arg(long, env = "RUNEFLOW_MAX_RESULT_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_result_bytes: usize,
 
+    /// Memory a parsed result may take in the worker, in MiB (estimated
+    /// while parsing; a result over it fails `ResultTooLarge`). JSON text
+    /// can grow many times once parsed: `[0,0,…]` takes 32-64 bytes per
+    /// 2-byte element.
+    #[arg(long, env = "RUNEFLOW_MAX_RESULT_MEMORY_MB", default_value_t = 64)]
+    pub max_result_memory_mb: usize,
+
+    /// Module sources kept in memory by this worker, in MiB (shared by all
+    /// executions; least recently used first out).
+    #[arg(long, env = "RUNEFLOW_SOURCE_CACHE_MB", default_value_t = 64)]
+    pub source_cache_mb: usize,
+
+    /// Compiled modules kept in memory by this worker, in MiB.
+    #[arg(long, env = "RUNEFLOW_CODE_CACHE_MB", default_value_t = 128)]
+    pub code_cache_mb: usize,
+
     /// Virtual folder the workspace appears under in `__file__`.
     #[arg(
         long,

@@ -8,14 +8,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use runeflow_shared::protocol::{
-    ChildMessage, ErrorInfo, ExecutionResult, GO, ProtocolError, Rlimits, RunMessage, append_frame,
-    encode, read_frame, write_message,
+    ChildMessage, ErrorInfo, GO, ProtocolError, Rlimits, RunMessage, append_frame, encode,
+    read_frame, write_message,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 
+use crate::child_frame::{self, Incoming, ResultBounds};
 use crate::child_users::Slot;
 use crate::modules::ModuleServer;
 use crate::prefetch::Bundle;
@@ -41,16 +42,21 @@ pub struct RunSpec {
 
 /// Per-worker limits applied to every execution.
 ///
-/// The worker's memory per execution stays under about
-/// `max_frame_bytes` (one frame being read) + `max_log_bytes` (the log
-/// budget, shared by log frames and the output pipe) + the parsed result
-/// (its frame at most `max_result_bytes`), whatever the child sends.
+/// Whatever the child sends, the worker's memory per execution stays under
+/// about `max_frame_bytes` (one frame being read) + 2 × `max_log_bytes`
+/// (the log budget, shared by log frames and the output pipe, and its
+/// escaped copy) + 3 × `max_result_memory` (the parsed result, the copy
+/// bound to the update and the row it returns) + 2 × `max_result_bytes`
+/// (the result as text, sent and returned). Defaults: 16 + 2 + 192 + 16
+/// MiB. The module caches are per worker, bounded in bytes too.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub rlimits: Rlimits,
     pub max_log_bytes: usize,
     pub max_frame_bytes: usize,
     pub max_result_bytes: usize,
+    /// Estimated memory a parsed result may take (see `bounded_json`).
+    pub max_result_memory: usize,
     pub virtual_root: String,
 }
 
@@ -391,32 +397,29 @@ async fn converse(
             }
             Err(err) => return Ok(bad_frame(spec, &err)),
         };
-        let message = match serde_json::from_slice::<ChildMessage>(&frame) {
-            Ok(message) => message,
-            Err(err) => {
-                return Ok(bad_frame(spec, &ProtocolError::Malformed(err.to_string())));
-            }
+        let bounds = ResultBounds {
+            max_bytes: limits.max_result_bytes,
+            max_memory: limits.max_result_memory,
         };
+        let message = match child_frame::decode(&frame, bounds) {
+            Ok(Incoming::Message(message)) => message,
+            Ok(Incoming::Success(value)) => return Ok(Outcome::Success(value)),
+            Ok(Incoming::Failed(error)) => return Ok(Outcome::Failed(error)),
+            Ok(Incoming::Refused { kind, message }) => return Ok(failed(kind, message)),
+            Err(err) => return Ok(bad_frame(spec, &err)),
+        };
+        drop(frame);
         let reply = match message {
             ChildMessage::Log { text } => {
                 lock(logs).logs.push(&text);
                 continue;
             }
-            ChildMessage::Result(_) if frame.len() > limits.max_result_bytes => {
-                return Ok(failed(
-                    "ResultTooLarge",
-                    format!(
-                        "the workflow's result is {} bytes of JSON, over the limit of {} (RUNEFLOW_MAX_RESULT_BYTES)",
-                        frame.len(),
-                        limits.max_result_bytes
-                    ),
+            // Decoded as `Incoming::Success` / `Failed` above, never here.
+            ChildMessage::Result(_) => {
+                return Ok(bad_frame(
+                    spec,
+                    &ProtocolError::Malformed("an undecoded result".to_owned()),
                 ));
-            }
-            ChildMessage::Result(ExecutionResult::Success { value }) => {
-                return Ok(Outcome::Success(value));
-            }
-            ChildMessage::Result(ExecutionResult::Failed { error }) => {
-                return Ok(Outcome::Failed(error));
             }
             ChildMessage::Find { name } => match server.find(&name).await {
                 Ok(found) => {

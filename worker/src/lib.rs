@@ -5,6 +5,9 @@
 //!
 //! This crate knows nothing of axum; it never imports `runeflow-api`.
 
+mod bounded_json;
+mod byte_lru;
+mod child_frame;
 pub mod child_users;
 pub mod compiler;
 pub mod config;

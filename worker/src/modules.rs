@@ -1,19 +1,15 @@
 //! Serving a child's module requests: resolve against the execution's index
 //! snapshot, then fetch sources from the blob cache → Redis → PostgreSQL.
 
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use lru::LruCache;
 use runeflow_shared::protocol::{DirEntry, FindReply, ModuleKind};
 use runeflow_shared::store::{ModuleStore, StoreError};
 use runeflow_shared::workspace::{SyncError, read_through};
 use sea_orm::DatabaseConnection;
 
+use crate::byte_lru::ByteLru;
 use crate::index::{IndexSnapshot, Resolved};
-
-/// Blobs kept in memory, by count (sources are small; this bounds memory).
-const CACHE_ENTRIES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -28,17 +24,16 @@ pub enum SourceError {
 pub struct Sources {
     store: ModuleStore,
     db: DatabaseConnection,
-    cache: Mutex<LruCache<String, Arc<str>>>,
+    cache: Mutex<ByteLru<String, Arc<str>>>,
 }
 
 impl Sources {
-    pub fn new(store: ModuleStore, db: DatabaseConnection) -> Self {
+    /// A cache of at most `cache_bytes` of source (RUNEFLOW_SOURCE_CACHE_MB).
+    pub fn new(store: ModuleStore, db: DatabaseConnection, cache_bytes: usize) -> Self {
         Sources {
             store,
             db,
-            cache: Mutex::new(LruCache::new(
-                NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-            )),
+            cache: Mutex::new(ByteLru::new(cache_bytes)),
         }
     }
 
@@ -48,7 +43,7 @@ impl Sources {
     /// `sha` is refused by the store (so never cached or imported) and
     /// PostgreSQL is read instead.
     pub async fn get(&self, path: &str, sha: &str) -> Result<Option<Arc<str>>, SourceError> {
-        if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(sha).cloned()) {
+        if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(sha)) {
             return Ok(Some(hit));
         }
         let blob = self.store.blob(sha).await?;
@@ -61,7 +56,8 @@ impl Sources {
         };
         let content: Arc<str> = Arc::from(content);
         if let Ok(mut cache) = self.cache.lock() {
-            cache.put(sha, content.clone());
+            let weight = content.len() + sha.len();
+            cache.put(sha, content.clone(), weight);
         }
         Ok(Some(content))
     }

@@ -10,12 +10,11 @@
 //! before, so the set only has to be useful, never complete.
 
 use std::collections::{HashSet, VecDeque};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use lru::LruCache;
 use runeflow_shared::protocol::{ModuleKind, PrefetchEntry};
 
+use crate::byte_lru::ByteLru;
 use crate::compiler::{Compiled, Compiler, Import};
 use crate::modules::{ModuleServer, SourceError};
 
@@ -23,8 +22,6 @@ use crate::modules::{ModuleServer, SourceError};
 const MAX_MODULES: usize = 512;
 /// Most bytes of code (and fallback source) sent with one `run`.
 const MAX_BYTES: usize = 8 * 1024 * 1024;
-/// Compiled modules kept in memory, by count.
-const CACHE_ENTRIES: usize = 8192;
 /// The SDK package is the shim's, never the workspace's.
 const SDK_PACKAGE: &str = "runeflow";
 
@@ -40,7 +37,7 @@ pub struct Bundle {
 pub struct Prefetcher {
     compiler: Compiler,
     virtual_root: String,
-    cache: Mutex<LruCache<(String, String), Arc<Compiled>>>,
+    cache: Mutex<ByteLru<(String, String), Arc<Compiled>>>,
 }
 
 /// A module found in the snapshot, waiting to be compiled and sent.
@@ -53,13 +50,13 @@ struct Pending {
 }
 
 impl Prefetcher {
-    pub fn new(compiler: Compiler, virtual_root: &str) -> Self {
+    /// A cache of at most `cache_bytes` of compiled code
+    /// (RUNEFLOW_CODE_CACHE_MB).
+    pub fn new(compiler: Compiler, virtual_root: &str, cache_bytes: usize) -> Self {
         Prefetcher {
             compiler,
             virtual_root: virtual_root.trim_end_matches('/').to_owned(),
-            cache: Mutex::new(LruCache::new(
-                NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-            )),
+            cache: Mutex::new(ByteLru::new(cache_bytes)),
         }
     }
 
@@ -140,11 +137,7 @@ impl Prefetcher {
             let hit = match (&pending.sha, &pending.source) {
                 (Some(sha), Some(source)) => {
                     let key = (pending.path.clone(), sha.clone());
-                    let hit = self
-                        .cache
-                        .lock()
-                        .ok()
-                        .and_then(|mut c| c.get(&key).cloned());
+                    let hit = self.cache.lock().ok().and_then(|mut c| c.get(&key));
                     if hit.is_none() {
                         misses.push((i, key, self.filename(&pending.path), source.clone()));
                     }
@@ -164,7 +157,8 @@ impl Prefetcher {
                     for ((i, key, _, _), compiled) in misses.into_iter().zip(results) {
                         let compiled = Arc::new(compiled);
                         if let Ok(mut cache) = self.cache.lock() {
-                            cache.put(key, compiled.clone());
+                            let weight = key.0.len() + key.1.len() + compiled.weight();
+                            cache.put(key, compiled.clone(), weight);
                         }
                         out[i] = Some(compiled);
                     }

@@ -254,7 +254,10 @@ async fn write(
         ),
         None => (None, None, None),
     };
-    let value = value.map(storable::json);
+    let value = value.map(|mut value| {
+        storable::escape_json(&mut value);
+        value
+    });
     let logs = storable::text(logs);
     let recorded = execution::Model::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,

@@ -78,6 +78,7 @@ pub async fn context(
             ..python.clone()
         }),
         &config.virtual_root,
+        config.code_cache_mb.saturating_mul(1024 * 1024),
     );
     let users = child_users(config)?;
     if let Some(users) = &users {
@@ -94,7 +95,11 @@ pub async fn context(
         prefix: deps.prefix.clone(),
         worker_name: name.to_owned(),
         mirror: IndexMirror::new(store.clone(), deps.db.clone()),
-        sources: Arc::new(Sources::new(store, deps.db.clone())),
+        sources: Arc::new(Sources::new(
+            store,
+            deps.db.clone(),
+            config.source_cache_mb.saturating_mul(1024 * 1024),
+        )),
         zygotes,
         prefetcher,
         running: Running::default(),
@@ -110,6 +115,7 @@ pub async fn context(
             max_log_bytes: config.max_log_bytes,
             max_frame_bytes: config.max_frame_bytes,
             max_result_bytes: config.max_result_bytes.min(config.max_frame_bytes),
+            max_result_memory: config.max_result_memory_mb.saturating_mul(1024 * 1024),
             virtual_root: config.virtual_root.clone(),
         },
         default_timeout: config.default_timeout(),

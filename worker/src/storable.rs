@@ -24,17 +24,22 @@ pub fn text(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// `value` with NULs escaped in every string and every object key.
-pub fn json(value: Value) -> Value {
+/// Escapes NULs in every string and every object key of `value`, in place
+/// (a result may be large: no second copy is built).
+pub fn escape_json(value: &mut Value) {
     match value {
-        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', NUL_ESCAPE)),
-        Value::Array(items) => Value::Array(items.into_iter().map(json).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (text(&k).into_owned(), json(v)))
-                .collect(),
-        ),
-        other => other,
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', NUL_ESCAPE),
+        Value::Array(items) => items.iter_mut().for_each(escape_json),
+        Value::Object(map) => {
+            let bad: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for key in bad {
+                if let Some(v) = map.remove(&key) {
+                    map.insert(key.replace('\0', NUL_ESCAPE), v);
+                }
+            }
+            map.values_mut().for_each(escape_json);
+        }
+        _ => {}
     }
 }
 
@@ -64,7 +69,8 @@ mod tests {
     fn nul_is_escaped_everywhere_and_nothing_else_changes() {
         assert_eq!(text("a\0b"), "a\\x00b");
         assert!(matches!(text("plain ü"), Cow::Borrowed(_)));
-        let value = json(json!({"k\u{0}": ["x\u{0}", 1, null, {"n": "\u{0}"}], "ok": "ü"}));
+        let mut value = json!({"k\u{0}": ["x\u{0}", 1, null, {"n": "\u{0}"}], "ok": "ü"});
+        escape_json(&mut value);
         assert_eq!(
             value,
             json!({"k\\x00": ["x\\x00", 1, null, {"n": "\\x00"}], "ok": "ü"})
