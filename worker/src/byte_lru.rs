@@ -94,13 +94,13 @@ mod tests {
         assert_eq!(cache.get("a"), Some(0));
         assert!(cache.bytes() <= 3 * (100 + ENTRY_OVERHEAD));
 
-        // One entry the size of two evicts the two oldest ("c", then "a")
-        // and keeps the newest ("d").
+        // One entry the size of two evicts the two least recently used
+        // ("c", then "d") and keeps "a", read last.
         cache.put("big".to_owned(), 9, 2 * 100 + ENTRY_OVERHEAD);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.get("c"), None);
-        assert_eq!(cache.get("a"), None);
-        assert_eq!(cache.get("d"), Some(3));
+        assert_eq!(cache.get("d"), None);
+        assert_eq!(cache.get("a"), Some(0));
         assert_eq!(cache.get("big"), Some(9));
         assert!(cache.bytes() <= 3 * (100 + ENTRY_OVERHEAD));
     }
