@@ -60,11 +60,13 @@ RUN apt-get update \
 # interpreter (/usr/bin/python3 and its library are world-readable) and
 # write only to world-writable places such as /tmp.
 # /run/runeflow (root, 0755) holds the worker's health file, out of the
-# children's reach.
+# children's reach; /run/runeflow/child-uids (root, 0700) the workers' uid
+# claims, a volume shared by every worker replica (compose.yaml).
 RUN groupadd --system --gid 10001 runeflow \
  && useradd --system --uid 10001 --gid runeflow --create-home --home-dir /home/runeflow \
         --shell /usr/sbin/nologin runeflow \
- && install -d -m 0755 -o root -g root /run/runeflow
+ && install -d -m 0755 -o root -g root /run/runeflow \
+ && install -d -m 0700 -o root -g root /run/runeflow/child-uids
 
 COPY --from=build /usr/local/bin/runeflow /usr/local/bin/runeflow
 

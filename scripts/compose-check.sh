@@ -43,10 +43,13 @@
 #     codes, --scale worker=3, spread, docker kill mid-execution, docker stop
 #     drains, a crashed worker process restarted, down + up keeps the
 #     volumes, an idle worker stops promptly while Redis is down, example
-#     secrets refused (a second project from .env.example as it is), and
-#     four hardening checks (secrets in the worker's environment and visible
-#     to workflow code, password-less Redis, postgres healthcheck passing
-#     during first-start init). COMPOSE_CHECK_HARDENING=0 leaves those out.
+#     secrets refused (a second project from .env.example as it is), no
+#     uid shared by two worker replicas (child-uids-distinct), and
+#     hardening checks: workflow code under a uid of the child range, a
+#     workflow that SIGKILLs every pid it sees harms no neighbour, secrets
+#     in the worker's environment and visible to workflow code,
+#     password-less Redis, postgres healthcheck passing during first-start
+#     init. COMPOSE_CHECK_HARDENING=0 leaves those out.
 #  4. `compose down -v` (COMPOSE_CHECK_KEEP=1 leaves the stack up).
 #
 # Prints one line per check, then "N/M checks pass"; exits 0 only if all pass.
@@ -453,6 +456,8 @@ write_workspace() {
   printf '"""compose-check: a helper package and workflows."""\n' >"$d/__init__.py"
   printf 'FACTOR = 2\n\n\ndef double(x: int) -> int:\n    return FACTOR * x\n' >"$d/mathx.py"
   cat >"$d/flows.py" <<'EOF'
+import os
+import signal
 import socket
 import time
 
@@ -464,7 +469,7 @@ from compose_check.mathx import double
 @workflow(name="cc_calc", timeout=120)
 def cc_calc(x: int = 21, sleep: float = 0.0) -> dict:
     time.sleep(sleep)
-    return {"value": double(x), "host": socket.gethostname()}
+    return {"value": double(x), "host": socket.gethostname(), "uid": os.getuid()}
 EOF
   cat >"$d/probe.py" <<'EOF'
 import os
@@ -498,6 +503,21 @@ def cc_probe() -> dict:
         redis = f"error: {e}"
     return {"own_env": sorted(k for k in os.environ if k in SECRETS), "proc_environ": seen,
             "redis": redis, "uid": os.getuid()}
+
+
+@workflow(name="cc_killer", timeout=60)
+def cc_killer() -> dict:
+    """A hostile neighbour: SIGKILL every other process it can see."""
+    killed, refused = [], 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+            killed.append(int(pid))
+        except OSError:
+            refused += 1
+    return {"killed": killed, "refused": refused, "uid": os.getuid(), "ppid": os.getppid()}
 EOF
 }
 
@@ -598,6 +618,30 @@ stage_stack() {
   fi
 
   if [ "$HARDENING" = 1 ]; then
+    # Workflow code runs under a uid of the configured range, not as the
+    # worker (root) nor as the image's runeflow user.
+    local probe_uid
+    probe_uid=$(jqr .result.uid)
+    if [[ "$probe_uid" =~ ^[0-9]+$ ]] && [ "$probe_uid" -ge 70000 ] && [ "$probe_uid" -le 70999 ]; then
+      pass child-users "workflow code runs as uid $probe_uid (RUNEFLOW_CHILD_UID_RANGE 70000-70999)"
+    else fail child-users "workflow code runs as uid ${probe_uid:-unknown}"; fi
+    # A workflow that SIGKILLs every process it sees, while a neighbour runs
+    # on the same (single) worker: nothing dies, the neighbour succeeds.
+    local neighbour restarts0 restarts1
+    restarts0=$(docker inspect -f '{{.RestartCount}}' "$(cid1 worker)" 2>/dev/null)
+    neighbour=$(submit 7 4)
+    sleep 1
+    api POST /api/executions '{"workflow":"cc_killer","wait":60}'
+    local killed
+    killed=$(jqr '.result.killed | length')
+    api GET "/api/executions/$neighbour?wait=60"
+    restarts1=$(docker inspect -f '{{.RestartCount}}' "$(cid1 worker)" 2>/dev/null)
+    if [ "$(jqr .status)" = success ] && [ "$(jqr .attempt)" = 1 ] && [ "$killed" = 0 ] && [ "$restarts0" = "$restarts1" ]; then
+      pass workflow-no-kill "SIGKILL of every visible pid from workflow code: 0 killed; neighbour success on attempt 1; worker restarts $restarts0 -> $restarts1"
+    else fail workflow-no-kill "killer killed ${killed:-?} pids; neighbour status=$(jqr .status) attempt=$(jqr .attempt); worker restarts $restarts0 -> $restarts1"; fi
+  fi
+
+  if [ "$HARDENING" = 1 ]; then
     # compose.yaml's postgres healthcheck, run while the image's first-start
     # init (initdb, temporary socket-only server) is still going on: does it
     # already say healthy although TCP clients (init, api, worker) are refused?
@@ -628,7 +672,7 @@ stage_stack() {
   : >"$WORK/spread.tsv"
   for id in "${ids[@]}"; do
     api GET "/api/executions/$id?wait=90"
-    jqr '[.status, .worker, .result.host] | @tsv' >>"$WORK/spread.tsv"
+    jqr '[.status, .worker, .result.host, .result.uid] | @tsv' >>"$WORK/spread.tsv"
   done
   workers=$(awk -F'\t' '$1 == "success" { print $2 }' "$WORK/spread.tsv" | sort -u)
   ok=1; detail=
@@ -645,6 +689,14 @@ stage_stack() {
   if [ "$(awk -F'\t' '$1 == "success"' "$WORK/spread.tsv" | wc -l)" = 12 ] && [ "$(wc -w <<<"$workers")" = 3 ]; then
     pass jobs-spread "12 executions (2 s each), per worker: $detail"
   else fail jobs-spread "per worker: $detail"; fi
+  # uids are host-wide: no two worker replicas may run children under the
+  # same one (their claims share the childuids volume).
+  local shared_uids
+  shared_uids=$(awk -F'\t' '$1 == "success" { print $4 "\t" $2 }' "$WORK/spread.tsv" | sort -u | cut -f1 | sort | uniq -d | tr '\n' ' ')
+  detail=$(awk -F'\t' '$1 == "success" { u[$2] = u[$2] " " $4 } END { for (w in u) printf "%s:%s; ", substr(w, 1, 12), u[w] }' "$WORK/spread.tsv")
+  if [ -z "$shared_uids" ] && [ -n "$detail" ]; then
+    pass child-uids-distinct "no uid used by two workers: $detail"
+  else fail child-uids-distinct "uids used by more than one worker: ${shared_uids:-none seen}; $detail"; fi
 
   # docker kill the worker running an execution: it re-runs elsewhere.
   local id w victim t0 t1

@@ -996,6 +996,28 @@ fn worker_privileges_restart_and_health() {
             && args.contains(&format!("install -d -m 0755 -o root -g root {dir}"))),
         "the image does not create {dir} (root-owned, out of the children's reach)"
     );
+
+    // uid claims live in one volume shared by every worker replica, so two
+    // replicas never run children under the same (host-wide) uid.
+    let claims = "/run/runeflow/child-uids";
+    let volumes: Vec<&str> = worker
+        .get("volumes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let named = volumes
+        .iter()
+        .find_map(|v| v.strip_suffix(&format!(":{claims}")))
+        .unwrap_or_else(|| panic!("worker does not mount a volume at {claims}: {volumes:?}"));
+    assert!(
+        compose["volumes"].get(named).is_some(),
+        "{named} is not a named volume (each replica would have its own claims)"
+    );
+    assert!(
+        runtime.instructions.iter().any(|(op, args)| op == "RUN"
+            && args.contains(&format!("install -d -m 0700 -o root -g root {claims}"))),
+        "the image does not create {claims} root-only"
+    );
 }
 
 /// Where compose gives a variable a default (`${NAME:-default}`), it is the
@@ -1018,6 +1040,13 @@ fn compose_defaults_match_the_binary() {
             };
             if var == "RUST_LOG" {
                 continue; // read by tracing, not a flag
+            }
+            // Deliberately stricter in compose: the image prepares the child
+            // uids, so a worker that cannot switch is a broken deployment.
+            if var == "RUNEFLOW_CHILD_USERS" {
+                assert_eq!(inner, "required", "{name}: compose default of {var}");
+                checked += 1;
+                continue;
             }
             match defaults.get(&var) {
                 Some(default) => {
