@@ -40,7 +40,10 @@ pub enum Command {
     /// List executions, newest first.
     Executions(ExecutionsArgs),
     /// Print an execution's captured output.
-    Logs(LogsArgs),
+    Logs(ExecutionIdArgs),
+    /// Cancel an execution: a queued one never starts, a running one is
+    /// killed with everything it started.
+    Cancel(ExecutionIdArgs),
     /// Sync the workspace with a git remote (through the API).
     #[command(subcommand)]
     Git(GitCommand),
@@ -135,7 +138,7 @@ pub struct ExecutionsArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct LogsArgs {
+pub struct ExecutionIdArgs {
     /// Execution id.
     pub id: String,
     #[command(flatten)]

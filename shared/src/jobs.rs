@@ -53,6 +53,12 @@ pub fn finished_channel(prefix: &str) -> String {
     format!("{prefix}:executions:finished")
 }
 
+/// Redis channel the API publishes an execution id on once it marked the
+/// row `cancelled`; the worker running it kills the child.
+pub fn cancel_channel(prefix: &str) -> String {
+    format!("{prefix}:executions:cancel")
+}
+
 /// Execution statuses as stored in `executions.status`.
 pub mod status {
     pub const PENDING: &str = "pending";

@@ -1,9 +1,10 @@
-//! `runeflow executions` (newest first, one line each) and `runeflow logs <id>`.
+//! `runeflow executions` (newest first, one line each), `runeflow logs <id>`
+//! and `runeflow cancel <id>`.
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::client::ApiClient;
-use crate::cli::{ExecutionsArgs, LogsArgs};
+use crate::cli::{ExecutionIdArgs, ExecutionsArgs};
 
 pub async fn run_list(args: ExecutionsArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client)?;
@@ -33,7 +34,7 @@ pub async fn run_list(args: ExecutionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_logs(args: LogsArgs) -> anyhow::Result<()> {
+pub async fn run_logs(args: ExecutionIdArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client)?;
     let id = utf8_percent_encode(&args.id, NON_ALPHANUMERIC).to_string();
     let execution = client.get_json(&format!("/api/executions/{id}")).await?;
@@ -41,5 +42,25 @@ pub async fn run_logs(args: LogsArgs) -> anyhow::Result<()> {
     if execution["logs_truncated"].as_bool() == Some(true) {
         eprintln!("(the output was truncated at the worker's limit)");
     }
+    Ok(())
+}
+
+/// `runeflow cancel ID`: prints the execution's status after the cancel
+/// (`cancelled`); an execution already final otherwise is the API's 409.
+pub async fn run_cancel(args: ExecutionIdArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.client)?;
+    let id = utf8_percent_encode(&args.id, NON_ALPHANUMERIC).to_string();
+    let (_, execution) = client
+        .json(
+            reqwest::Method::POST,
+            &format!("/api/executions/{id}/cancel"),
+            None,
+        )
+        .await?;
+    println!(
+        "{} {}",
+        execution["id"].as_str().unwrap_or(&args.id),
+        execution["status"].as_str().unwrap_or("unknown")
+    );
     Ok(())
 }

@@ -39,6 +39,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::Executions(args) => executions::run_list(args).await,
         Command::Logs(args) => executions::run_logs(args).await,
+        Command::Cancel(args) => executions::run_cancel(args).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,
         Command::WorkerHealth(args) => worker_health::run(&args),

@@ -21,6 +21,7 @@ use crate::child_users::Slot;
 use crate::modules::ModuleServer;
 use crate::prefetch::Bundle;
 use crate::process_tree;
+use crate::running::CancelSignal;
 use crate::zygote::{ZygoteError, ZygoteLife, Zygotes};
 
 /// How long a child's EOF waits for news of its zygote's exit before it is
@@ -72,6 +73,9 @@ pub enum Outcome {
     Success(serde_json::Value),
     Failed(ErrorInfo),
     Timeout,
+    /// Cancelled by request (`POST /api/executions/{id}/cancel`); the row
+    /// is already `cancelled`, the worker only adds what the child logged.
+    Cancelled,
 }
 
 #[derive(Debug, Clone)]
@@ -170,13 +174,14 @@ pub async fn spawn(
 
 impl Child {
     /// Lets the child run (sends `go` to a gated one) and serves it until
-    /// its result or `spec`'s timeout; anything the child does is an
-    /// [`Outcome`]. `Err` only when the child died with its zygote.
+    /// its result, `spec`'s timeout or a cancel; anything the child does is
+    /// an [`Outcome`]. `Err` only when the child died with its zygote.
     pub async fn run(
         self,
         server: &ModuleServer,
         spec: &RunSpec,
         limits: &Limits,
+        cancel: &mut CancelSignal,
     ) -> Result<Finished, ZygoteLost> {
         let Child {
             mut group,
@@ -195,16 +200,21 @@ impl Child {
         }
         let logs = Mutex::new(Output::new(limits.max_log_bytes));
         let deadline = tokio::time::Instant::now() + spec.timeout;
-        let ended = tokio::select! {
-            ended = converse(&mut socket, server, spec, &unsent, limits, &logs) => ended,
-            never = read_output(&mut output, &logs) => match never {},
-            _ = tokio::time::sleep_until(deadline) => Ok(Outcome::Timeout),
+        let ended = if cancel.is_cancelled() {
+            Ok(Outcome::Cancelled)
+        } else {
+            tokio::select! {
+                ended = converse(&mut socket, server, spec, &unsent, limits, &logs) => ended,
+                never = read_output(&mut output, &logs) => match never {},
+                _ = tokio::time::sleep_until(deadline) => Ok(Outcome::Timeout),
+                _ = cancel.cancelled() => Ok(Outcome::Cancelled),
+            }
         };
         // What the child wrote before it ended is in the pipe already.
         drain_ready_output(&mut output, &logs);
         let outcome = match ended {
             Ok(outcome) => {
-                group.reported = !matches!(outcome, Outcome::Timeout);
+                group.reported = !matches!(outcome, Outcome::Timeout | Outcome::Cancelled);
                 outcome
             }
             Err(ChildGone(message)) => {

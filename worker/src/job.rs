@@ -20,7 +20,7 @@ use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
 use crate::prefetch::Prefetcher;
 use crate::record::{self, Recorded, Start};
-use crate::running::Running;
+use crate::running::{CancelSignal, Running};
 use crate::zygote::Zygotes;
 
 /// Everything a job handler needs, shared by all jobs of a worker.
@@ -59,8 +59,8 @@ pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), 
     let runner = ctx.clone();
     let result = ctx
         .running
-        .join_or_start(id, move || async move {
-            process(&runner, &job)
+        .join_or_start(id, move |mut cancel| async move {
+            process(&runner, &job, &mut cancel)
                 .await
                 .map_err(|Fault::Retry(message)| message)
         })
@@ -83,7 +83,11 @@ pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), 
     }
 }
 
-async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
+async fn process(
+    ctx: &JobContext,
+    job: &RunWorkflow,
+    cancel: &mut CancelSignal,
+) -> Result<(), Fault> {
     let id = job.execution_id;
     let t0 = std::time::Instant::now();
     // With the run's details in the job, the child is prepared (gated)
@@ -150,7 +154,7 @@ async fn process(ctx: &JobContext, job: &RunWorkflow) -> Result<(), Fault> {
         return make_durable(ctx).await;
     };
     let finished = child
-        .run(&server, &spec, &ctx.limits)
+        .run(&server, &spec, &ctx.limits, cancel)
         .await
         .map_err(|lost| Fault::Retry(lost.to_string()))?;
     let t_ran = t0.elapsed();

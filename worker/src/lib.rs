@@ -7,6 +7,7 @@
 
 mod bounded_json;
 mod byte_lru;
+pub mod cancel;
 mod child_frame;
 pub mod child_users;
 pub mod compiler;

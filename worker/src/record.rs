@@ -133,6 +133,9 @@ pub async fn finish(
     attempt: i32,
     finished: &Finished,
 ) -> Result<Recorded, DbErr> {
+    if let Outcome::Cancelled = finished.outcome {
+        return keep_cancelled_logs(db, id, attempt, finished).await;
+    }
     let refused = match write_outcome(db, id, attempt, finished).await {
         Err(err) if storable::is_content_refusal(&err) => err,
         other => return other,
@@ -185,6 +188,8 @@ async fn write_outcome(
             None,
             Some((e.kind.as_str(), e.message.as_str(), e.traceback.as_deref())),
         ),
+        // Handled by `finish` before this.
+        Outcome::Cancelled => return keep_cancelled_logs(db, id, attempt, finished).await,
         Outcome::Timeout => {
             timeout_message = format!(
                 "the execution ran for {:.1} s and was killed at its timeout",
@@ -209,6 +214,41 @@ async fn write_outcome(
         Some(duration_ms(finished)),
     )
     .await
+}
+
+/// A cancelled run: the API already made the row final (`cancelled`);
+/// this adds what the child logged and how long it ran, for this attempt
+/// only. Content PostgreSQL refuses is escaped; logs it still refuses are
+/// dropped rather than retried.
+async fn keep_cancelled_logs(
+    db: &DatabaseConnection,
+    id: Uuid,
+    attempt: i32,
+    finished: &Finished,
+) -> Result<Recorded, DbErr> {
+    let logs = storable::text(&finished.logs);
+    let kept = execution::Model::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE executions SET logs = $3, logs_truncated = $4, duration_ms = $5
+         WHERE id = $1 AND attempt = $2 AND status = 'cancelled'
+         RETURNING *",
+        [
+            id.into(),
+            attempt.into(),
+            logs.as_ref().into(),
+            finished.logs_truncated.into(),
+            Some(duration_ms(finished)).into(),
+        ],
+    ))
+    .one(db)
+    .await;
+    match kept {
+        Err(err) if storable::is_content_refusal(&err) => {
+            tracing::warn!(execution = %id, %err, "the logs of a cancelled execution could not be stored");
+            Ok(None)
+        }
+        other => other.map(|row| row.map(Box::new)),
+    }
 }
 
 /// Records a failure that happened before the child ran (e.g. the workflow's

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apalis_redis::Config;
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::{queue_name, wake_channel};
+use runeflow_shared::jobs::{cancel_channel, queue_name, wake_channel};
 use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
@@ -166,6 +166,7 @@ pub async fn run(
     let ctx = context(&deps, &config, &base_name).await?;
     let queue = queue_config(&deps.prefix, &config);
     let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
+
     let storage = wakeups.storage(deps.redis.clone(), queue.clone());
     let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Consuming);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -176,6 +177,13 @@ pub async fn run(
         }
     };
     let heartbeat = Duration::from_millis(config.heartbeat_ms.max(100));
+    let cancels = crate::cancel::listen(
+        deps.redis_url.clone(),
+        cancel_channel(&deps.prefix),
+        deps.db.clone(),
+        ctx.running.clone(),
+        stopped(),
+    );
     let janitor = tokio::spawn(crate::janitor::run(
         deps.redis.clone(),
         queue.clone(),
@@ -242,6 +250,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = janitor.await;
+    let _ = cancels.await;
     if let Some(health) = health {
         let _ = health.await;
     }

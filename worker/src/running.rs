@@ -1,5 +1,5 @@
 //! Executions running in this worker process, by id, detached from the
-//! apalis handler that started them.
+//! apalis handler that started them, each with its cancel switch.
 //!
 //! A Redis error stops the apalis worker loop, which drops its in-flight
 //! handler futures; the monitor then starts a new loop and the job comes
@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// What a run ended with: `Err` is a worker fault to retry.
@@ -21,16 +22,45 @@ pub type RunResult = Result<(), String>;
 
 type RunFuture = Shared<BoxFuture<'static, RunResult>>;
 
+struct Entry {
+    run: RunFuture,
+    cancel: watch::Sender<bool>,
+}
+
 /// The runs in flight (cheap to share).
 #[derive(Clone, Default)]
 pub struct Running {
-    runs: Arc<Mutex<HashMap<Uuid, RunFuture>>>,
+    runs: Arc<Mutex<HashMap<Uuid, Entry>>>,
+}
+
+/// Resolves once the run it was handed to is cancelled (see
+/// [`Running::cancel`]); pends for good otherwise.
+pub struct CancelSignal(watch::Receiver<bool>);
+
+impl CancelSignal {
+    /// Whether the cancel already came.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when the run is cancelled.
+    pub async fn cancelled(&mut self) {
+        if self.0.wait_for(|cancelled| *cancelled).await.is_err() {
+            // The table dropped the switch: the run is over, nothing to cancel.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Running {
     /// Waits for the run of `id`: the one already in flight, or a new task
-    /// made from `start`. The run goes on if this future is dropped.
-    pub async fn join_or_start<F>(&self, id: Uuid, start: impl FnOnce() -> F) -> RunResult
+    /// made from `start`, which gets the run's cancel signal. The run goes
+    /// on if this future is dropped.
+    pub async fn join_or_start<F>(
+        &self,
+        id: Uuid,
+        start: impl FnOnce(CancelSignal) -> F,
+    ) -> RunResult
     where
         F: Future<Output = RunResult> + Send + 'static,
     {
@@ -39,9 +69,10 @@ impl Running {
                 return Err("the table of running executions is poisoned".to_owned());
             };
             match runs.get(&id) {
-                Some(run) => run.clone(),
+                Some(entry) => entry.run.clone(),
                 None => {
-                    let work = start();
+                    let (cancel, signal) = watch::channel(false);
+                    let work = start(CancelSignal(signal));
                     let table = self.runs.clone();
                     let task = tokio::spawn(async move {
                         let result = work.await;
@@ -56,12 +87,40 @@ impl Running {
                     }
                     .boxed()
                     .shared();
-                    runs.insert(id, run.clone());
+                    runs.insert(
+                        id,
+                        Entry {
+                            run: run.clone(),
+                            cancel,
+                        },
+                    );
                     run
                 }
             }
         };
         run.await
+    }
+
+    /// Cancels the run of `id` if it runs here; true when it did.
+    pub fn cancel(&self, id: Uuid) -> bool {
+        let Ok(runs) = self.runs.lock() else {
+            return false;
+        };
+        match runs.get(&id) {
+            Some(entry) => {
+                entry.cancel.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids of the runs in flight.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.runs
+            .lock()
+            .map(|runs| runs.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// How many runs are in flight.
@@ -88,7 +147,7 @@ mod tests {
         let id = Uuid::now_v7();
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
         let start = |started: Arc<AtomicUsize>, wait| {
-            move || async move {
+            move |_cancel| async move {
                 started.fetch_add(1, Ordering::SeqCst);
                 let _ = wait.await;
                 Ok(())
@@ -104,5 +163,42 @@ mod tests {
         assert_eq!(second.await, Ok(()));
         assert_eq!(started.load(Ordering::SeqCst), 1, "started once");
         assert!(running.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancel_reaches_the_run_of_that_id_only() {
+        let running = Running::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let run = |mut cancel: CancelSignal| async move {
+            match tokio::time::timeout(Duration::from_secs(5), cancel.cancelled()).await {
+                Ok(()) => Err("cancelled".to_owned()),
+                Err(_) => Ok(()),
+            }
+        };
+        let first = tokio::spawn({
+            let running = running.clone();
+            async move { running.join_or_start(a, run).await }
+        });
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let second = tokio::spawn({
+            let running = running.clone();
+            async move {
+                running
+                    .join_or_start(b, move |cancel: CancelSignal| async move {
+                        let _ = wait.await;
+                        assert!(!cancel.is_cancelled());
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        while running.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert!(running.cancel(a));
+        assert_eq!(first.await.unwrap(), Err("cancelled".to_owned()));
+        release.send(()).unwrap();
+        assert_eq!(second.await.unwrap(), Ok(()));
+        assert!(!running.cancel(a), "a finished run is not cancelled again");
     }
 }
