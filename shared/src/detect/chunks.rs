@@ -105,6 +105,9 @@ fn parse_pieces(
         let offset = u32::try_from(piece.first_row).unwrap_or(u32::MAX);
         for meta in &mut metas {
             meta.line = meta.line.saturating_add(offset);
+            for problem in &mut meta.problems {
+                problem.line = problem.line.saturating_add(offset);
+            }
         }
         match found.lock() {
             Ok(mut found) => found.push((index, metas)),
