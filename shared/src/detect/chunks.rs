@@ -108,6 +108,9 @@ fn parse_pieces(
             for problem in &mut meta.problems {
                 problem.line = problem.line.saturating_add(offset);
             }
+            if let Some((line, _)) = &mut meta.schedule_at {
+                *line = line.saturating_add(offset);
+            }
         }
         match found.lock() {
             Ok(mut found) => found.push((index, metas)),

@@ -118,6 +118,9 @@ pub struct WorkflowMeta {
     /// [`Analysis::diagnostics`] before detection returns.
     #[serde(skip)]
     pub(crate) problems: Vec<Diagnostic>,
+    /// 1-based line and column of the `schedule=` value, for its diagnostic.
+    #[serde(skip)]
+    pub(crate) schedule_at: Option<(u32, u32)>,
 }
 
 /// Everything detection learns from one `.py` source.
@@ -137,5 +140,5 @@ mod tests;
 pub use python::analyze_python;
 pub use settings::{
     DEFAULT_CACHE_TTL_SECONDS, MAX_CACHE_TTL_SECONDS, MAX_CONCURRENCY, MAX_RETRIES,
-    MAX_RETRY_BACKOFF_SECONDS, ScheduleSetting, Settings,
+    MAX_RETRY_BACKOFF_SECONDS, MAX_SCHEDULES_PER_FILE, ScheduleSetting, Settings,
 };

@@ -26,7 +26,7 @@ use serde_json::{Map, Number, Value};
 use tree_sitter::{InputEdit, Node, ParseOptions, Parser, Point, Tree};
 
 use super::chunks::{PIECE_BYTES, entry_points_in_pieces};
-use super::settings::{Keyword, read_settings};
+use super::settings::{Keyword, check_schedules, read_settings};
 use super::{Analysis, Diagnostic, EntityType, Parameter, WorkflowKind, WorkflowMeta};
 use crate::timeout::timeout_duration;
 
@@ -455,7 +455,7 @@ fn entry_point(decorated: Node, source: &str) -> Option<WorkflowMeta> {
     let timeout_seconds = keyword("timeout")
         .or_else(|| keyword("timeout_seconds"))
         .and_then(|value| timeout(value, source));
-    let (settings, problems) = read_settings(kind, &function_name, &|name| {
+    let read = read_settings(kind, &function_name, &|name| {
         keyword(name).map(|value| keyword_value(value, source))
     });
 
@@ -468,8 +468,9 @@ fn entry_point(decorated: Node, source: &str) -> Option<WorkflowMeta> {
         timeout_seconds,
         is_async: function.child(0).is_some_and(|c| c.kind() == "async"),
         line: to_u32(function.start_position().row + 1),
-        settings,
-        problems,
+        settings: read.settings,
+        problems: read.problems,
+        schedule_at: read.schedule_at,
     })
 }
 
@@ -555,12 +556,13 @@ fn timeout(value: Node, source: &str) -> Option<f64> {
     }
 }
 
-/// The settings problems found while reading each decorator, plus every
+/// The settings problems found while reading each decorator, the bad
+/// schedules (checked once per file, see `check_schedules`), plus every
 /// out-of-range `timeout=`, which is dropped (the worker's default then
 /// applies) and reported on the function's line. In line order.
 fn setting_diagnostics(workflows: &mut [WorkflowMeta]) -> Vec<Diagnostic> {
-    let mut diagnostics = Vec::new();
-    for meta in workflows {
+    let mut diagnostics = check_schedules(workflows);
+    for meta in workflows.iter_mut() {
         diagnostics.append(&mut meta.problems);
         if let Some(seconds) = meta.timeout_seconds
             && let Err(err) = timeout_duration(seconds)

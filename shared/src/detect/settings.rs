@@ -13,11 +13,13 @@
 //!
 //! Nothing here acts on a setting: detection, storage and display only.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{Diagnostic, WorkflowKind};
+use super::{Diagnostic, WorkflowKind, WorkflowMeta};
 use crate::schedule::{DEFAULT_TIMEZONE, Schedule, parse_timezone};
 
 /// Most retries a workflow may ask for (each is a full re-run).
@@ -112,17 +114,26 @@ pub(super) struct Keyword {
     pub column: u32,
 }
 
+/// What [`read_settings`] found: the settings (a schedule not yet checked,
+/// see [`check_schedules`]), the problems, and where `schedule=`'s value is.
+pub(super) struct Read {
+    pub settings: Settings,
+    pub problems: Vec<Diagnostic>,
+    pub schedule_at: Option<(u32, u32)>,
+}
+
 /// Reads the settings of a `kind` entry point named `function` from its
 /// decorator's keywords (`keyword(name)` finds one by name).
 pub(super) fn read_settings(
     kind: WorkflowKind,
     function: &str,
     keyword: &dyn Fn(&str) -> Option<Keyword>,
-) -> (Settings, Vec<Diagnostic>) {
+) -> Read {
     let mut reader = Reader {
         function,
         keyword,
         diagnostics: Vec::new(),
+        schedule_at: None,
     };
     let settings = match kind {
         WorkflowKind::Workflow => Settings {
@@ -157,7 +168,11 @@ pub(super) fn read_settings(
             ..Settings::default()
         },
     };
-    (settings, reader.diagnostics)
+    Read {
+        settings,
+        problems: reader.diagnostics,
+        schedule_at: reader.schedule_at,
+    }
 }
 
 /// The lower end of a range of seconds.
@@ -174,6 +189,8 @@ struct Reader<'a> {
     function: &'a str,
     keyword: &'a dyn Fn(&str) -> Option<Keyword>,
     diagnostics: Vec<Diagnostic>,
+    /// Where the `schedule=` value is, for `check_schedules`.
+    schedule_at: Option<(u32, u32)>,
 }
 
 impl Reader<'_> {
@@ -313,18 +330,55 @@ impl Reader<'_> {
             },
         };
         let (cron, at) = cron?;
-        match Schedule::parse(&cron, &zone) {
-            Ok(schedule) => Some(ScheduleSetting {
-                cron: schedule.expression().to_owned(),
-                timezone: zone,
-                catch_up,
-            }),
-            Err(err) => {
-                self.report(&at, &format!("{err}; the workflow has no schedule"));
-                None
+        // The expression itself is checked once per file (`check_schedules`).
+        self.schedule_at = Some((at.line, at.column));
+        Some(ScheduleSetting {
+            cron: cron.trim().to_owned(),
+            timezone: zone,
+            catch_up,
+        })
+    }
+}
+
+/// Most distinct (expression, zone) pairs checked in one file: checking
+/// one that no date matches takes up to a few ms, and a file is user input.
+pub const MAX_SCHEDULES_PER_FILE: usize = 50;
+
+/// Checks every schedule of a file's entry points, each distinct one once
+/// and at most [`MAX_SCHEDULES_PER_FILE`] of them; a bad one is dropped
+/// and reported where its `schedule=` value is.
+pub(super) fn check_schedules(workflows: &mut [WorkflowMeta]) -> Vec<Diagnostic> {
+    let mut checked: HashMap<(String, String), Result<(), String>> = HashMap::new();
+    let mut diagnostics = Vec::new();
+    for meta in workflows {
+        let Some(setting) = &meta.settings.schedule else {
+            continue;
+        };
+        let key = (setting.cron.clone(), setting.timezone.clone());
+        let verdict = match checked.get(&key) {
+            Some(verdict) => verdict.clone(),
+            None if checked.len() >= MAX_SCHEDULES_PER_FILE => Err(format!(
+                "more than {MAX_SCHEDULES_PER_FILE} different schedules in one file"
+            )),
+            None => {
+                let verdict = Schedule::parse(&key.0, &key.1)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                checked.insert(key, verdict.clone());
+                verdict
             }
+        };
+        if let Err(reason) = verdict {
+            let (line, column) = meta.schedule_at.unwrap_or((meta.line, 1));
+            diagnostics.push(Diagnostic {
+                line,
+                column,
+                message: format!("{}: {reason}; the workflow has no schedule", meta.function),
+            });
+            meta.settings.schedule = None;
         }
     }
+    diagnostics
 }
 
 /// A Python class name, possibly dotted (`TimeoutError`, `requests.HTTPError`).
@@ -600,6 +654,57 @@ mod tests {
             Settings::default()
         );
         assert!(s.schedule.expect("schedule").parse().is_some());
+    }
+
+    #[test]
+    fn schedules_are_checked_once_each_and_at_most_fifty_per_file() {
+        // 60 distinct good schedules, then the first one again.
+        let mut source = String::new();
+        for minute in (0..60).chain([0]) {
+            source.push_str(&format!(
+                "@workflow(schedule='{minute} 9 * * *')\ndef w{minute}():\n    pass\n\n"
+            ));
+        }
+        let analysis = analyze_python(&source);
+        assert_eq!(analysis.workflows.len(), 61);
+        let scheduled = |a: &Analysis| {
+            a.workflows
+                .iter()
+                .filter(|w| w.settings.schedule.is_some())
+                .count()
+        };
+        assert_eq!(
+            scheduled(&analysis),
+            MAX_SCHEDULES_PER_FILE + 1,
+            "a repeat is free"
+        );
+        assert_eq!(analysis.diagnostics.len(), 10, "{:?}", analysis.diagnostics);
+        let first = &analysis.diagnostics[0];
+        assert!(
+            first
+                .message
+                .starts_with("w50: more than 50 different schedules in one file"),
+            "{first:?}"
+        );
+        assert_eq!((first.line, first.column), (201, 20));
+
+        // Expressions no date matches cost little each, and stay bounded.
+        let mut source = String::from("@workflow(schedule='@daily')\ndef good():\n    pass\n\n");
+        for i in 0..2_000 {
+            let (minute, hour) = (i % 60, i / 60 % 24);
+            source.push_str(&format!(
+                "@workflow(schedule='{minute} {hour} 31 2 *')\ndef w{i}():\n    pass\n\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let analysis = analyze_python(&source);
+        let elapsed = started.elapsed();
+        assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
+        assert_eq!(scheduled(&analysis), 1);
+        assert!(analysis.workflows[0].settings.schedule.is_some());
+        let first = &analysis.diagnostics[0];
+        assert!(first.message.contains("never runs"), "{first:?}");
+        assert_eq!((first.line, first.column), (5, 20));
     }
 
     #[test]
