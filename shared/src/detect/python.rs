@@ -456,7 +456,7 @@ fn entry_point(decorated: Node, source: &str) -> Option<WorkflowMeta> {
         .or_else(|| keyword("timeout_seconds"))
         .and_then(|value| timeout(value, source));
     let read = read_settings(kind, &function_name, &|name| {
-        keyword(name).map(|value| keyword_value(value, source))
+        keyword(name).map(|value| keyword_value(name, value, source))
     });
 
     Some(WorkflowMeta {
@@ -537,9 +537,10 @@ fn keyword_argument<'t>(arguments: Node<'t>, name: &str, source: &str) -> Option
 }
 
 /// A keyword's value as the settings reader sees it.
-fn keyword_value(value: Node, source: &str) -> Keyword {
+fn keyword_value(name: &str, value: Node, source: &str) -> Keyword {
     let (line, column) = position(value, source);
     Keyword {
+        name: name.to_owned(),
         value: literal(value, source, 0),
         source: text(value, source).unwrap_or_default().to_owned(),
         line,

@@ -105,6 +105,8 @@ impl ScheduleSetting {
 /// One keyword argument of a decorator call, as detection found it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Keyword {
+    /// The keyword as written (ours or an alias).
+    pub name: String,
     /// The value as JSON when it is a literal; `None` otherwise.
     pub value: Option<Value>,
     /// The value's source text, quoted in diagnostics.
@@ -221,11 +223,12 @@ impl Reader<'_> {
     }
 
     /// A bad value: reported, and the setting is then absent.
-    fn refuse<T>(&mut self, at: &Keyword, name: &str, expected: &str) -> Option<T> {
+    fn refuse<T>(&mut self, at: &Keyword, expected: &str) -> Option<T> {
         self.report(
             at,
             &format!(
-                "{name}={} is not {expected}; the setting is ignored",
+                "{}={} is not {expected}; the setting is ignored",
+                at.name,
                 quote(&at.source)
             ),
         );
@@ -236,7 +239,7 @@ impl Reader<'_> {
         let found = self.find(name, None)?;
         match &found.value {
             Some(Value::String(s)) => Some((s.clone(), found)),
-            _ => self.refuse(&found, name, "a string literal"),
+            _ => self.refuse(&found, "a string literal"),
         }
     }
 
@@ -244,7 +247,7 @@ impl Reader<'_> {
         let found = self.find(name, alias)?;
         match found.value {
             Some(Value::Bool(b)) => Some(b),
-            _ => self.refuse(&found, name, "True or False"),
+            _ => self.refuse(&found, "True or False"),
         }
     }
 
@@ -252,15 +255,15 @@ impl Reader<'_> {
         let found = self.find(name, None)?;
         match found.value.as_ref().and_then(Value::as_i64) {
             Some(n) if (min..=max).contains(&n) => Some(n),
-            Some(_) => self.refuse(&found, name, &format!("between {min} and {max}")),
-            None => self.refuse(&found, name, "an int literal"),
+            Some(_) => self.refuse(&found, &format!("between {min} and {max}")),
+            None => self.refuse(&found, "an int literal"),
         }
     }
 
     fn seconds(&mut self, name: &str, alias: Option<&str>, low: Bound, max: f64) -> Option<f64> {
         let found = self.find(name, alias)?;
         let Some(seconds) = found.value.as_ref().and_then(Value::as_f64) else {
-            return self.refuse(&found, name, "a number literal (seconds)");
+            return self.refuse(&found, "a number literal (seconds)");
         };
         let (fits_low, low_text) = match low {
             Bound::Above(low) => (seconds > low, format!("more than {low}")),
@@ -269,11 +272,7 @@ impl Reader<'_> {
         if fits_low && seconds <= max {
             Some(seconds)
         } else {
-            self.refuse(
-                &found,
-                name,
-                &format!("{low_text} and at most {max} seconds"),
-            )
+            self.refuse(&found, &format!("{low_text} and at most {max} seconds"))
         }
     }
 
@@ -282,7 +281,7 @@ impl Reader<'_> {
         let found = self.find(name, None)?;
         let expected = "a list of exception class names as strings (e.g. [\"TimeoutError\"])";
         let Some(Value::Array(items)) = &found.value else {
-            return self.refuse(&found, name, expected);
+            return self.refuse(&found, expected);
         };
         let names: Option<Vec<String>> = items
             .iter()
@@ -294,7 +293,7 @@ impl Reader<'_> {
             .collect();
         match names {
             Some(names) if names.len() <= MAX_RETRY_ON => Some(names),
-            _ => self.refuse(&found, name, expected),
+            _ => self.refuse(&found, expected),
         }
     }
 
@@ -636,6 +635,12 @@ mod tests {
             assert_eq!(d.len(), 1, "{bad}: {d:?}");
             assert!(d[0].message.contains("cache_ttl="), "{}", d[0].message);
         }
+        let (_, d) = ttl("cache_ttl_seconds=-5");
+        assert!(
+            d[0].message.contains("cache_ttl_seconds=-5 is not"),
+            "{}",
+            d[0].message
+        );
         // And a workflow has no cache.
         assert_eq!(clean("cache_ttl=60").cache_ttl_seconds, None);
     }
