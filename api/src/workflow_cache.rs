@@ -79,6 +79,7 @@ mod tests {
             timeout_seconds: None,
             is_async: false,
             line: 1,
+            settings: serde_json::json!({}),
             updated_at: chrono::Utc::now().fixed_offset(),
         })
     }

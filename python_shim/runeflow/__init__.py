@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 EXECUTION_LOGGER = "runeflow.execution"
 
 
-def _tag(kind, func, name, description, timeout):
+def _tag(kind, func, name, description, settings):
     """Returns `func` (or a decorator for it) tagged as a `kind` entry point."""
     if isinstance(func, str):  # @workflow("name")
         func, name = None, func
@@ -38,21 +38,76 @@ def _tag(kind, func, name, description, timeout):
             "kind": kind,
             "name": name or target.__name__,
             "description": description,
-            "timeout": timeout,
+            **settings,
         }
         return target
 
     return apply if func is None else apply(func)
 
 
-def workflow(func=None, /, *, name=None, description=None, timeout=None):
-    """Marks a function as a workflow; use as ``@workflow`` or ``@workflow(...)``."""
-    return _tag("workflow", func, name, description, timeout)
+def workflow(
+    func=None,
+    /,
+    *,
+    name=None,
+    description=None,
+    timeout=None,
+    schedule=None,
+    timezone=None,
+    catch_up=None,
+    retries=None,
+    retry_backoff=None,
+    retry_on=None,
+    endpoint=None,
+    max_concurrency=None,
+    timeout_seconds=None,
+    endpoint_enabled=None,
+):
+    """Marks a function as a workflow; use as ``@workflow`` or ``@workflow(...)``.
+
+    The settings are read from the source by the server, so they must be
+    literals: ``schedule`` (cron, 5 fields or 6 with seconds) with
+    ``timezone`` (IANA name, default UTC) and ``catch_up`` (default True);
+    ``retries``, ``retry_backoff`` (seconds) and ``retry_on`` (exception class
+    names as strings); ``endpoint``; ``max_concurrency``; ``timeout``
+    (seconds). ``timeout_seconds`` and ``endpoint_enabled`` are accepted as
+    Bifrost's spellings.
+    """
+    settings = {
+        "timeout": timeout if timeout is not None else timeout_seconds,
+        "schedule": schedule,
+        "timezone": timezone,
+        "catch_up": catch_up,
+        "retries": retries,
+        "retry_backoff": retry_backoff,
+        "retry_on": retry_on,
+        "endpoint": endpoint if endpoint is not None else endpoint_enabled,
+        "max_concurrency": max_concurrency,
+    }
+    return _tag("workflow", func, name, description, settings)
 
 
-def data_provider(func=None, /, *, name=None, description=None, timeout=None):
-    """Marks a function as a data provider; same forms as :func:`workflow`."""
-    return _tag("data_provider", func, name, description, timeout)
+def data_provider(
+    func=None,
+    /,
+    *,
+    name=None,
+    description=None,
+    timeout=None,
+    cache_ttl=None,
+    timeout_seconds=None,
+    cache_ttl_seconds=None,
+):
+    """Marks a function as a data provider; same forms as :func:`workflow`.
+
+    ``cache_ttl`` (seconds, default 300; Bifrost's ``cache_ttl_seconds``) is
+    how long its options stay cached.
+    """
+    settings = {
+        "timeout": timeout if timeout is not None else timeout_seconds,
+        "cache_ttl": cache_ttl if cache_ttl is not None else cache_ttl_seconds,
+    }
+    return _tag("data_provider", func, name, description, settings)
 
 
 class Context:

@@ -844,8 +844,29 @@ class SdkTest(unittest.TestCase):
         self.assertIs(runeflow.workflow()(f), f)
         self.assertIs(runeflow.data_provider(name="x", timeout=3)(f), f)
         self.assertEqual(f.__runeflow__, {"kind": "data_provider", "name": "x",
-                                          "description": None, "timeout": 3})
+                                          "description": None, "timeout": 3,
+                                          "cache_ttl": None})
         self.assertEqual(runeflow.workflow("named")(f).__runeflow__["name"], "named")
+
+    def test_decorators_take_the_settings_and_bifrost_spellings(self):
+        def f():
+            return 1
+        tagged = runeflow.workflow(
+            schedule="0 9 * * *", timezone="Europe/Paris", catch_up=False,
+            retries=3, retry_backoff=2.0, retry_on=["TimeoutError"],
+            endpoint=True, max_concurrency=2, timeout=30,
+        )(f)
+        self.assertIs(tagged, f)
+        self.assertEqual(f.__runeflow__["schedule"], "0 9 * * *")
+        self.assertEqual(f.__runeflow__["retry_on"], ["TimeoutError"])
+        self.assertEqual(f.__runeflow__["max_concurrency"], 2)
+        runeflow.workflow(timeout_seconds=5, endpoint_enabled=True)(f)
+        self.assertEqual((f.__runeflow__["timeout"], f.__runeflow__["endpoint"]), (5, True))
+        runeflow.data_provider(cache_ttl_seconds=60, timeout_seconds=2)(f)
+        self.assertEqual((f.__runeflow__["cache_ttl"], f.__runeflow__["timeout"]), (60, 2))
+        self.assertEqual(runeflow.data_provider(cache_ttl=0)(f).__runeflow__["cache_ttl"], 0)
+        with self.assertRaises(TypeError):
+            runeflow.workflow(schedual="0 9 * * *")(f)
 
     def test_context_outside_an_execution(self):
         self.assertIsInstance(runeflow.context, runeflow.Context)

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod path;
 pub mod protocol;
 pub mod redis_conn;
+pub mod schedule;
 pub mod store;
 pub mod timeout;
 pub mod workspace;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use runeflow_migrations::{Migrator, MigratorTrait};
 use runeflow_shared::config::Config;
-use runeflow_shared::workspace::{RebuildReport, rebuild};
+use runeflow_shared::workspace::{RebuildReport, backfill_settings, rebuild};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 use crate::connect;
@@ -18,12 +18,16 @@ pub async fn run(config: &Config) -> anyhow::Result<RebuildReport> {
     let db = connect::postgres(config).await?;
     let store = connect::module_store(config).await?;
     migrate(&db).await?;
+    let backfill = backfill_settings(&db)
+        .await
+        .context("re-detecting workflow settings failed")?;
     let report = rebuild(&store, &db)
         .await
         .context("warming the module store failed")?;
     println!(
         "runeflow init: schema up to date; warmed {} files ({} bytes) in {} ms \
-         (generation {}, {} deleted paths, {} orphans removed, {} unreferenced blobs expiring)",
+         (generation {}, {} deleted paths, {} orphans removed, {} unreferenced blobs expiring); \
+         settings of {} workflows updated from {} files",
         report.files,
         report.bytes,
         report.elapsed.as_millis(),
@@ -31,6 +35,8 @@ pub async fn run(config: &Config) -> anyhow::Result<RebuildReport> {
         report.tombstones,
         report.orphans_removed,
         report.blobs_expiring,
+        backfill.updated,
+        backfill.files,
     );
     Ok(report)
 }

@@ -3,7 +3,8 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use runeflow_shared::detect::Parameter;
+use chrono::{DateTime, FixedOffset, Utc};
+use runeflow_shared::detect::{Parameter, Settings};
 use runeflow_shared::entities::workflow;
 use runeflow_shared::path::module_name;
 use runeflow_shared::workspace::list_workflows;
@@ -34,11 +35,79 @@ pub struct WorkflowInfo {
     pub timeout_seconds: Option<f64>,
     pub is_async: bool,
     pub line: i32,
+    /// What the decorator sets besides the timeout.
+    pub settings: SettingsInfo,
+}
+
+/// How many upcoming run times a schedule shows.
+const SHOWN_RUNS: usize = 3;
+
+/// A workflow's decorator settings. Nothing unset is guessed: `null` means
+/// the decorator does not say (no retries, no limit).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsInfo {
+    /// `schedule=`, with `timezone=` and `catch_up=`.
+    pub schedule: Option<ScheduleInfo>,
+    /// `retries=`: re-runs after a failed attempt.
+    pub retries: Option<u32>,
+    /// `retry_backoff=`: base delay before the first retry, in seconds.
+    pub retry_backoff_seconds: Option<f64>,
+    /// `retry_on=`: exception class names that are retried (`null`: any).
+    pub retry_on: Option<Vec<String>>,
+    /// `endpoint=` (or `endpoint_enabled=`): exposed as an HTTP endpoint.
+    pub endpoint: bool,
+    /// `max_concurrency=`: most executions running at once (`null`: no limit).
+    pub max_concurrency: Option<u32>,
+    /// Data providers: how long their options stay cached (default 300; 0: not cached).
+    pub cache_ttl_seconds: Option<f64>,
+}
+
+/// A cron schedule and its next run times.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleInfo {
+    /// Cron expression: 5 fields, or 6 with seconds first.
+    pub cron: String,
+    /// IANA time zone the expression is read in.
+    pub timezone: String,
+    /// Whether ticks missed during an outage are made up (once).
+    pub catch_up: bool,
+    /// The next 3 run times, with the zone's UTC offset at each.
+    pub next_runs: Vec<DateTime<FixedOffset>>,
+}
+
+impl SettingsInfo {
+    /// The stored settings as shown, with run times after `now`.
+    fn new(settings: Settings, now: DateTime<Utc>) -> Self {
+        SettingsInfo {
+            schedule: settings.schedule.map(|setting| {
+                let next_runs = setting.parse().map_or_else(Vec::new, |schedule| {
+                    schedule
+                        .next_runs(now, SHOWN_RUNS)
+                        .into_iter()
+                        .map(|at| schedule.local(at))
+                        .collect()
+                });
+                ScheduleInfo {
+                    cron: setting.cron,
+                    timezone: setting.timezone,
+                    catch_up: setting.catch_up,
+                    next_runs,
+                }
+            }),
+            retries: settings.retries,
+            retry_backoff_seconds: settings.retry_backoff_seconds,
+            retry_on: settings.retry_on,
+            endpoint: settings.endpoint.unwrap_or(false),
+            max_concurrency: settings.max_concurrency,
+            cache_ttl_seconds: settings.cache_ttl_seconds,
+        }
+    }
 }
 
 impl From<workflow::Model> for WorkflowInfo {
     fn from(w: workflow::Model) -> Self {
         WorkflowInfo {
+            settings: SettingsInfo::new(Settings::from_json(&w.settings), Utc::now()),
             module: module_name(&w.path),
             parameters: serde_json::from_value(w.parameters).unwrap_or_default(),
             name: w.name,

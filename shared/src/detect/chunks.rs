@@ -105,6 +105,12 @@ fn parse_pieces(
         let offset = u32::try_from(piece.first_row).unwrap_or(u32::MAX);
         for meta in &mut metas {
             meta.line = meta.line.saturating_add(offset);
+            for problem in &mut meta.problems {
+                problem.line = problem.line.saturating_add(offset);
+            }
+            if let Some((line, _)) = &mut meta.schedule_at {
+                *line = line.saturating_add(offset);
+            }
         }
         match found.lock() {
             Ok(mut found) => found.push((index, metas)),

@@ -105,12 +105,22 @@ pub struct WorkflowMeta {
     /// Decorator `description=` or the docstring's first paragraph.
     pub description: Option<String>,
     pub parameters: Vec<Parameter>,
-    /// Decorator `timeout=` in seconds, when a numeric literal.
+    /// Decorator `timeout=` (alias `timeout_seconds=`) in seconds, when a numeric literal.
     pub timeout_seconds: Option<f64>,
     /// Whether the function is `async def`.
     pub is_async: bool,
     /// 1-based line of the `def`.
     pub line: u32,
+    /// Schedule, retries, endpoint, concurrency, cache settings (see `settings.rs`).
+    #[serde(default)]
+    pub settings: Settings,
+    /// What was wrong with the decorator's settings; moved into
+    /// [`Analysis::diagnostics`] before detection returns.
+    #[serde(skip)]
+    pub(crate) problems: Vec<Diagnostic>,
+    /// 1-based line and column of the `schedule=` value, for its diagnostic.
+    #[serde(skip)]
+    pub(crate) schedule_at: Option<(u32, u32)>,
 }
 
 /// Everything detection learns from one `.py` source.
@@ -123,7 +133,12 @@ pub struct Analysis {
 
 mod chunks;
 mod python;
+mod settings;
 #[cfg(test)]
 mod tests;
 
 pub use python::analyze_python;
+pub use settings::{
+    DEFAULT_CACHE_TTL_SECONDS, MAX_CACHE_TTL_SECONDS, MAX_CONCURRENCY, MAX_RETRIES,
+    MAX_RETRY_BACKOFF_SECONDS, MAX_SCHEDULES_PER_FILE, ScheduleSetting, Settings,
+};

@@ -26,6 +26,7 @@ use serde_json::{Map, Number, Value};
 use tree_sitter::{InputEdit, Node, ParseOptions, Parser, Point, Tree};
 
 use super::chunks::{PIECE_BYTES, entry_points_in_pieces};
+use super::settings::{Keyword, check_schedules, read_settings};
 use super::{Analysis, Diagnostic, EntityType, Parameter, WorkflowKind, WorkflowMeta};
 use crate::timeout::timeout_duration;
 
@@ -81,7 +82,7 @@ pub(crate) fn analyze_with_budget(source: &str, budget: Duration) -> Analysis {
     {
         return Analysis {
             entity_type: entity_type(&workflows),
-            diagnostics: check_timeouts(&mut workflows),
+            diagnostics: setting_diagnostics(&mut workflows),
             workflows,
         };
     }
@@ -90,7 +91,7 @@ pub(crate) fn analyze_with_budget(source: &str, budget: Duration) -> Analysis {
             let mut workflows = entry_points(tree.root_node(), source);
             Analysis {
                 entity_type: entity_type(&workflows),
-                diagnostics: check_timeouts(&mut workflows),
+                diagnostics: setting_diagnostics(&mut workflows),
                 workflows,
             }
         }
@@ -450,7 +451,13 @@ fn entry_point(decorated: Node, source: &str) -> Option<WorkflowMeta> {
         .map(|d| d.trim().to_owned())
         .filter(|d| !d.is_empty())
         .or_else(|| docstring_summary(function, source));
-    let timeout_seconds = keyword("timeout").and_then(|value| timeout(value, source));
+    // `timeout_seconds=` is Bifrost's spelling; `timeout=` wins when both are given.
+    let timeout_seconds = keyword("timeout")
+        .or_else(|| keyword("timeout_seconds"))
+        .and_then(|value| timeout(value, source));
+    let read = read_settings(kind, &function_name, &|name| {
+        keyword(name).map(|value| keyword_value(name, value, source))
+    });
 
     Some(WorkflowMeta {
         name,
@@ -461,6 +468,9 @@ fn entry_point(decorated: Node, source: &str) -> Option<WorkflowMeta> {
         timeout_seconds,
         is_async: function.child(0).is_some_and(|c| c.kind() == "async"),
         line: to_u32(function.start_position().row + 1),
+        settings: read.settings,
+        problems: read.problems,
+        schedule_at: read.schedule_at,
     })
 }
 
@@ -526,8 +536,20 @@ fn keyword_argument<'t>(arguments: Node<'t>, name: &str, source: &str) -> Option
     found?.child_by_field_name("value")
 }
 
+/// A keyword's value as the settings reader sees it.
+fn keyword_value(name: &str, value: Node, source: &str) -> Keyword {
+    let (line, column) = position(value, source);
+    Keyword {
+        name: name.to_owned(),
+        value: literal(value, source, 0),
+        source: text(value, source).unwrap_or_default().to_owned(),
+        line,
+        column,
+    }
+}
+
 /// `timeout=` only counts as a plain int or float literal; its range is
-/// checked afterwards ([`check_timeouts`]), which reports a bad one.
+/// checked afterwards ([`setting_diagnostics`]), which reports a bad one.
 fn timeout(value: Node, source: &str) -> Option<f64> {
     match number(value, source, 0)? {
         Num::Int(i) => Some(i as f64),
@@ -535,11 +557,14 @@ fn timeout(value: Node, source: &str) -> Option<f64> {
     }
 }
 
-/// Drops every out-of-range `timeout=` (the worker's default then applies)
-/// and reports it as a diagnostic on the function's line.
-fn check_timeouts(workflows: &mut [WorkflowMeta]) -> Vec<Diagnostic> {
-    let mut diagnostics = Vec::new();
-    for meta in workflows {
+/// The settings problems found while reading each decorator, the bad
+/// schedules (checked once per file, see `check_schedules`), plus every
+/// out-of-range `timeout=`, which is dropped (the worker's default then
+/// applies) and reported on the function's line. In line order.
+fn setting_diagnostics(workflows: &mut [WorkflowMeta]) -> Vec<Diagnostic> {
+    let mut diagnostics = check_schedules(workflows);
+    for meta in workflows.iter_mut() {
+        diagnostics.append(&mut meta.problems);
         if let Some(seconds) = meta.timeout_seconds
             && let Err(err) = timeout_duration(seconds)
         {
@@ -551,6 +576,8 @@ fn check_timeouts(workflows: &mut [WorkflowMeta]) -> Vec<Diagnostic> {
             });
         }
     }
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    diagnostics.truncate(MAX_DIAGNOSTICS);
     diagnostics
 }
 

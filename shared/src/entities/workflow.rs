@@ -20,6 +20,8 @@ pub struct Model {
     pub timeout_seconds: Option<f64>,
     pub is_async: bool,
     pub line: i32,
+    /// `detect::Settings` as JSON: schedule, retries, endpoint, concurrency, cache.
+    pub settings: Json,
     pub updated_at: DateTimeWithTimeZone,
 }
 

@@ -7,6 +7,7 @@
 //! keeps the store in step with PostgreSQL ([`read_through`], [`rebuild`],
 //! [`reconcile`]). The store never calls back into it.
 
+mod backfill;
 pub mod plan;
 mod prepare;
 mod publisher;
@@ -23,6 +24,7 @@ use crate::entities::workspace_file;
 use crate::path::PathError;
 use crate::store::{StoreError, StoreVersion};
 
+pub use backfill::{BackfillReport, backfill_settings};
 pub use prepare::{Prepared, prepare};
 pub use publisher::{Publisher, RECONCILE_EVERY};
 pub use query::{

@@ -150,6 +150,7 @@ async fn replace_workflows(
             timeout_seconds: Set(w.timeout_seconds),
             is_async: Set(w.is_async),
             line: Set(i32::try_from(w.line).unwrap_or(i32::MAX)),
+            settings: Set(w.settings.to_json()),
             updated_at: Set(Utc::now().fixed_offset()),
             ..Default::default()
         });
