@@ -13,6 +13,11 @@ use serde_json::json;
 
 const SECRET: &str = "s3cr3t-marker-7c1d";
 
+/// Not the default range: uids are host-wide, and each run ends with a
+/// `kill(-1)` as its uid, which would also reach the children of a
+/// deployment on this host (compose included) that uses the default range.
+const TEST_UIDS: &str = "79000-79099";
+
 const PROBE: &str = r#"import os, signal
 from runeflow import workflow
 
@@ -86,6 +91,7 @@ async fn user_code_reaches_no_secret_and_no_neighbour() {
         "w",
         &[
             ("RUNEFLOW_CHILD_USERS", "required"),
+            ("RUNEFLOW_CHILD_UID_RANGE", TEST_UIDS),
             ("RUNEFLOW_PYTHON", python),
             ("RUNEFLOW_API_TOKEN", SECRET),
             ("RUNEFLOW_CONCURRENCY", "2"),
@@ -169,6 +175,7 @@ async fn unreadable_interpreter_is_a_start_up_error() {
         "w",
         &[
             ("RUNEFLOW_CHILD_USERS", "required"),
+            ("RUNEFLOW_CHILD_UID_RANGE", TEST_UIDS),
             ("RUNEFLOW_PYTHON", &python),
         ],
     );
