@@ -607,11 +607,15 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     // (b) Queued, then pushed again twice, still with no worker up.
     let dup = submit(&env, "effect", params.clone()).await;
     let version = env.store().version().await.unwrap();
-    // A job of before `run` existed: the worker reads the row first.
     let job = RunWorkflow {
         execution_id: dup.parse().unwrap(),
         workspace: version,
-        run: None,
+        run: RunDetails {
+            path: "flows/effect.py".into(),
+            function: "effect".into(),
+            parameters: params.clone(),
+            timeout_seconds: None,
+        },
     };
     queue.push(&job).await.unwrap();
     queue.push(&job).await.unwrap();
@@ -638,21 +642,10 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     assert_eq!(e["status"], "success", "{e}");
     assert_eq!(e["attempt"], 1, "{e}");
 
-    // Pushed again once finished, with and without the run's details (a
-    // child is then prepared, but never told to go): nothing runs. A later
-    // execution on the same one-at-a-time worker finishing proves the
-    // queue moved past both.
+    // Pushed again once finished (a child is then prepared, but never told
+    // to go): nothing runs. A later execution on the same one-at-a-time
+    // worker finishing proves the queue moved past it.
     deliver_again(&env, &job).await;
-    let detailed = RunWorkflow {
-        run: Some(RunDetails {
-            path: "flows/effect.py".into(),
-            function: "effect".into(),
-            parameters: params.clone(),
-            timeout_seconds: None,
-        }),
-        ..job.clone()
-    };
-    deliver_again(&env, &detailed).await;
     let after = env.execute("hello", json!({})).await;
     assert_eq!(after["status"], "success");
     let e = wait_final(&env, &dup, Duration::from_secs(1)).await;

@@ -73,7 +73,7 @@ pub async fn repush_stale(
         let job = RunWorkflow {
             execution_id: row.id,
             workspace: StoreVersion::default(),
-            run: Some(RunDetails::of(row)),
+            run: RunDetails::of(row),
         };
         queue.push(&job).await.map_err(|e| e.to_string())?;
     }

@@ -15,10 +15,9 @@ use crate::store::StoreVersion;
 pub struct RunWorkflow {
     pub execution_id: uuid::Uuid,
     pub workspace: StoreVersion,
-    /// Absent in jobs pushed before it existed: the worker then reads it
-    /// from the row first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<RunDetails>,
+    /// Required: a job without it is unreadable (see the worker's
+    /// `incoming.rs`) and fails its execution.
+    pub run: RunDetails,
 }
 
 /// The immutable part of an `executions` row the child is prepared from.

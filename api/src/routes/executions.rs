@@ -157,7 +157,7 @@ pub async fn create(
     let job = RunWorkflow {
         execution_id: id,
         workspace: version,
-        run: Some(run),
+        run,
     };
     // The insert committed without waiting for the disk; the flush runs
     // alongside the push and the wait, and the answer waits for both, so
