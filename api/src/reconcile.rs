@@ -7,12 +7,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
-use runeflow_shared::entities::execution;
-use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
+use runeflow_shared::executions::statements;
+use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::DatabaseConnection;
 
 use crate::queue::JobQueue;
 
@@ -45,26 +43,10 @@ pub async fn repush_stale(
     age: Duration,
 ) -> Result<usize, String> {
     let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
-    let rows = execution::Entity::find()
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(execution::Column::Status.eq(status::PENDING))
-                        .add(execution::Column::QueuedAt.lt(cutoff.fixed_offset())),
-                )
-                // A running row whose job Redis lost (data loss while it ran)
-                // is pushed again; while its job still exists the push is a
-                // no-op (same task id and idempotency key).
-                .add(
-                    Condition::all()
-                        .add(execution::Column::Status.eq(status::RUNNING))
-                        .add(execution::Column::StartedAt.lt(cutoff.fixed_offset())),
-                ),
-        )
-        .order_by_asc(execution::Column::Id)
-        .limit(1000)
-        .all(db)
+    // A running row whose job Redis lost (data loss while it ran) is
+    // pushed again too; while its job still exists the push is a no-op
+    // (same task id and idempotency key).
+    let rows = statements::stale(db, cutoff, 1000)
         .await
         .map_err(|e| e.to_string())?;
     for row in &rows {

@@ -1,5 +1,6 @@
 //! What the API and the worker agree on about executions: the job payload
-//! pushed to the queue, the queue name, statuses and the "finished" channel.
+//! pushed to the queue, the queue name and the "finished" channel
+//! (statuses and statements: `executions`).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,21 +51,6 @@ pub fn queue_name(prefix: &str) -> String {
 /// recorded; `wait` requests listen to it instead of polling PostgreSQL.
 pub fn finished_channel(prefix: &str) -> String {
     format!("{prefix}:executions:finished")
-}
-
-/// Execution statuses as stored in `executions.status`.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const SUCCESS: &str = "success";
-    pub const FAILED: &str = "failed";
-    pub const TIMEOUT: &str = "timeout";
-    pub const CANCELLED: &str = "cancelled";
-
-    /// True once an execution can no longer change.
-    pub fn is_final(status: &str) -> bool {
-        matches!(status, SUCCESS | FAILED | TIMEOUT | CANCELLED)
-    }
 }
 
 /// Channel that wakes idle workers right after a push. apalis-redis 1.0

@@ -6,6 +6,7 @@ pub mod config;
 pub mod detect;
 pub mod durability;
 pub mod entities;
+pub mod executions;
 pub mod finished_notice;
 pub mod hash;
 pub mod jobs;
