@@ -15,7 +15,6 @@ use apalis::prelude::{TaskBuilder, TaskId};
 use common::{TestEnv, test_worker_config};
 use futures::SinkExt;
 use redis::AsyncCommands;
-use runeflow_shared::jobs::queue_name;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 use uuid::Uuid;
@@ -25,7 +24,7 @@ use common::worker_process::*;
 const HELLO: &str = "from runeflow import workflow\n\n@workflow\ndef hello(name: str = 'world'):\n    return {'greeting': f'hello {name}'}\n";
 
 fn queue_config(env: &TestEnv) -> apalis_redis::Config {
-    apalis_redis::Config::default().queue(queue_name(&env.name))
+    runeflow_queue::config::config(&env.name)
 }
 
 /// Pushes `payload` as it is (no encoding) under a fresh task id; returns it.

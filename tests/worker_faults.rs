@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use common::{TestEnv, test_worker_config};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use runeflow_api::queue::JobQueue;
+use runeflow_api::queue::{Enqueue, JobQueue};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -599,9 +599,13 @@ async fn retries_are_bounded_and_duplicates_run_once() {
         .await
         .unwrap();
     // The reconciler's re-push of a job still queued is a no-op.
-    let pushed = runeflow_api::reconcile::repush_stale(&env.db, &queue, Duration::ZERO)
-        .await
-        .unwrap();
+    let pushed = runeflow_api::reconcile::repush_stale(
+        &env.db,
+        &Enqueue::new(env.db.clone(), queue.clone()),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed, 1);
 
     // (b) Queued, then pushed again twice, still with no worker up.
@@ -678,8 +682,7 @@ async fn retries_are_bounded_and_duplicates_run_once() {
 /// of the same execution would be skipped as a duplicate.
 async fn deliver_again(env: &TestEnv, job: &RunWorkflow) {
     use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
-    let config =
-        apalis_redis::Config::default().queue(runeflow_shared::jobs::queue_name(&env.name));
+    let config = runeflow_queue::config::config(&env.name);
     let mut storage = apalis_redis::RedisStorage::<RunWorkflow>::new(env.store().connection())
         .with_config(config);
     let task = TaskBuilder::new(job.clone())
@@ -1058,7 +1061,12 @@ async fn redis_data_loss_mid_execution_is_recovered() {
     let deadline = Instant::now() + Duration::from_secs(25);
     let mut last = Value::Null;
     while Instant::now() < deadline {
-        let _ = runeflow_api::reconcile::repush_stale(&env.db, &queue, Duration::ZERO).await;
+        let _ = runeflow_api::reconcile::repush_stale(
+            &env.db,
+            &Enqueue::new(env.db.clone(), queue.clone()),
+            Duration::ZERO,
+        )
+        .await;
         last = env.get(&format!("/api/executions/{id}")).await.json();
         if is_final(&last) {
             break;

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use runeflow_shared::executions::statements;
-use runeflow_shared::jobs::{RunDetails, RunWorkflow};
-use runeflow_shared::store::StoreVersion;
 use sea_orm::DatabaseConnection;
 
-use crate::queue::JobQueue;
+use crate::queue::Enqueue;
 
 /// How old a pending execution must be before it is pushed again.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -20,14 +18,14 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30);
 pub const EVERY: Duration = Duration::from_secs(15);
 
 /// Runs until `stop` resolves.
-pub async fn run(db: DatabaseConnection, queue: JobQueue, stop: impl Future<Output = ()>) {
+pub async fn run(db: DatabaseConnection, enqueue: Enqueue, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(EVERY) => {}
         }
-        match repush_stale(&db, &queue, STALE_AFTER).await {
+        match repush_stale(&db, &enqueue, STALE_AFTER).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(executions = n, "re-pushed stale pending executions"),
             Err(err) => tracing::warn!(%err, "reconciling pending executions failed"),
@@ -39,7 +37,7 @@ pub async fn run(db: DatabaseConnection, queue: JobQueue, stop: impl Future<Outp
 /// many it pushed.
 pub async fn repush_stale(
     db: &DatabaseConnection,
-    queue: &JobQueue,
+    enqueue: &Enqueue,
     age: Duration,
 ) -> Result<usize, String> {
     let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
@@ -50,14 +48,7 @@ pub async fn repush_stale(
         .await
         .map_err(|e| e.to_string())?;
     for row in &rows {
-        // The version it was queued at is unknown here; the current one is
-        // at least as new, which is all read-your-writes needs.
-        let job = RunWorkflow {
-            execution_id: row.id,
-            workspace: StoreVersion::default(),
-            run: RunDetails::of(row),
-        };
-        queue.push(&job).await.map_err(|e| e.to_string())?;
+        enqueue.repush(row).await.map_err(|e| e.to_string())?;
     }
     Ok(rows.len())
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use anyhow::Context;
 use runeflow_api::AppState;
 use runeflow_api::git::{Credentials, GitSettings, SyncSlots, TransferLimits};
-use runeflow_api::queue::JobQueue;
+use runeflow_api::queue::{Enqueue, JobQueue};
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::config::Config;
 use runeflow_shared::jobs::finished_channel;
@@ -58,7 +58,7 @@ pub async fn serve(
     };
     let reconcile = tokio::spawn(runeflow_api::reconcile::run(
         workspace.db.clone(),
-        queue.clone(),
+        Enqueue::new(workspace.db.clone(), queue.clone()),
         stopped(),
     ));
     let retention = tokio::spawn(runeflow_api::retention::run(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apalis_redis::Config;
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::{queue_name, wake_channel};
+use runeflow_shared::jobs::wake_channel;
 use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
@@ -27,9 +27,6 @@ use crate::prefetch::Prefetcher;
 use crate::running::Running;
 use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes, child_environment};
 
-/// How long an execution id stays deduplicated in the queue.
-const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerRunError {
     #[error("the Python zygote cannot start: {0}")]
@@ -47,16 +44,18 @@ pub struct WorkerDeps {
     pub prefix: String,
 }
 
-/// The apalis-redis configuration for our queue: unique worker name per
-/// process, heartbeat and orphan reclaim from config, a fetch batch no
-/// larger than the concurrency, deduplication kept for a week.
+/// The queue as this worker consumes it (`runeflow_queue::config`): a fetch
+/// batch no larger than the concurrency, heartbeat and orphan reclaim from
+/// config.
 pub fn queue_config(prefix: &str, config: &WorkerConfig) -> Config {
-    Config::default()
-        .queue(queue_name(prefix))
-        .batch_size(config.concurrency.max(1))
-        .heartbeat_interval(Duration::from_millis(config.heartbeat_ms.max(100)))
-        .missed_heartbeats(config.missed_heartbeats.max(1))
-        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+    runeflow_queue::config::consumer(
+        prefix,
+        runeflow_queue::config::ConsumerTimings {
+            batch_size: config.concurrency,
+            heartbeat: Duration::from_millis(config.heartbeat_ms),
+            missed_heartbeats: config.missed_heartbeats,
+        },
+    )
 }
 
 /// Builds the shared job context (starts the zygote).

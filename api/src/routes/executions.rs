@@ -12,11 +12,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
-use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::executions::statements::{self, ListFilter, NewExecution};
 use runeflow_shared::executions::{Status, UnknownStatus};
-use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -26,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{AppError, ErrorBody, Result};
+use crate::queue::EnqueueError;
 use crate::state::AppState;
 use crate::waiters::Wakeup;
 
@@ -146,12 +145,6 @@ pub async fn create(
         ));
     }
     let id = Uuid::now_v7();
-    let run = RunDetails {
-        path: target.path.clone(),
-        function: target.function_name.clone(),
-        parameters: parameters.clone(),
-        timeout_seconds: target.timeout_seconds,
-    };
     let new = NewExecution {
         id,
         workflow_name: target.name.clone(),
@@ -161,21 +154,9 @@ pub async fn create(
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
     };
-    statements::insert_pending(state.db(), &new).await?;
-    let job = RunWorkflow {
-        execution_id: id,
-        workspace: version,
-        run,
-    };
-    // The insert committed without waiting for the disk; the flush runs
-    // alongside the push and the wait, and the answer waits for both, so
-    // the execution is durable before the client hears of it.
+    // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();
-    let enqueue_and_wait = async {
-        if let Err(err) = state.queue.push(&job).await {
-            // The row stays pending; the reconciler re-pushes it.
-            tracing::warn!(%id, %err, "enqueue failed after the row was committed");
-        }
+    let wait = async {
         match req.wait {
             Some(wait) if wait > 0.0 => {
                 let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
@@ -184,12 +165,14 @@ pub async fn create(
             _ => Ok(None),
         }
     };
-    let (flushed, waited) = tokio::join!(flush_wal(state.db()), enqueue_and_wait);
-    flushed.map_err(|e| {
-        AppError::Unavailable(format!(
-            "PostgreSQL could not make the execution durable: {e}"
-        ))
-    })?;
+    let waited = state
+        .enqueue
+        .submit(&new, version, wait)
+        .await
+        .map_err(|e| match e {
+            EnqueueError::Insert(e) => AppError::from(e),
+            flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
+        })?;
     match waited? {
         Some(row) => {
             let code = if row.status.is_final() {
