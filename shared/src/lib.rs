@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod path;
 pub mod protocol;
 pub mod redis_conn;
+pub mod shutdown;
 pub mod store;
 pub mod timeout;
 pub mod workspace;

@@ -10,6 +10,7 @@ use apalis_redis::Config;
 use redis::aio::ConnectionManager;
 use runeflow_shared::jobs::wake_channel;
 use runeflow_shared::protocol::Rlimits;
+use runeflow_shared::shutdown::Shutdown;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
 
@@ -167,18 +168,13 @@ pub async fn run(
     let wakeups = crate::wake::subscribe(deps.redis_url.clone(), wake_channel(&deps.prefix));
     let storage = wakeups.storage(deps.redis.clone(), queue.clone());
     let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Consuming);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    // The janitor and the health file stop once the drain is over.
+    let tasks = Shutdown::new();
     let heartbeat = Duration::from_millis(config.heartbeat_ms.max(100));
     let janitor = tokio::spawn(crate::janitor::run(
         deps.redis.clone(),
         queue.clone(),
-        stopped(),
+        tasks.stopped(),
     ));
     let liveness = Liveness::default();
     let health = config.health_file.clone().map(|path| {
@@ -188,7 +184,7 @@ pub async fn run(
             liveness.clone(),
             max_age,
             heartbeat,
-            stopped(),
+            tasks.stopped(),
         ))
     });
     let names = WorkerNames::default();
@@ -239,7 +235,7 @@ pub async fn run(
     {
         consumer.abort();
     }
-    let _ = stop_tx.send(true);
+    tasks.trigger();
     let _ = janitor.await;
     if let Some(health) = health {
         let _ = health.await;
