@@ -24,16 +24,17 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY shared/Cargo.toml shared/
 COPY migrations/Cargo.toml migrations/
+COPY queue/Cargo.toml queue/
 COPY api/Cargo.toml api/
 COPY worker/Cargo.toml worker/build.rs worker/
-RUN mkdir -p src benches shared/src migrations/src api/src worker/src \
+RUN mkdir -p src benches shared/src migrations/src queue/src api/src worker/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs shared/src/lib.rs migrations/src/lib.rs api/src/lib.rs worker/src/lib.rs \
+ && touch src/lib.rs shared/src/lib.rs migrations/src/lib.rs queue/src/lib.rs api/src/lib.rs worker/src/lib.rs \
  && for bench in $(awk '/^\[/ { b = ($0 == "[[bench]]") } b && /^name *=/ { gsub(/^name *= *"|"$/, ""); print }' Cargo.toml); do \
         touch "benches/$bench.rs"; \
     done \
  && cargo build --release --locked --bin runeflow \
- && rm -rf src benches shared/src migrations/src api/src worker/src
+ && rm -rf src benches shared/src migrations/src queue/src api/src worker/src
 
 # 2. The sources (python_shim/ is embedded into the binary by worker/build.rs).
 COPY . .

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use common::{TestEnv, test_worker_config};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use runeflow_api::queue::JobQueue;
+use runeflow_api::queue::{Enqueue, JobQueue};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -599,19 +599,27 @@ async fn retries_are_bounded_and_duplicates_run_once() {
         .await
         .unwrap();
     // The reconciler's re-push of a job still queued is a no-op.
-    let pushed = runeflow_api::reconcile::repush_stale(&env.db, &queue, Duration::ZERO)
-        .await
-        .unwrap();
+    let pushed = runeflow_api::reconcile::repush_stale(
+        &env.db,
+        &Enqueue::new(env.db.clone(), queue.clone()),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed, 1);
 
     // (b) Queued, then pushed again twice, still with no worker up.
     let dup = submit(&env, "effect", params.clone()).await;
     let version = env.store().version().await.unwrap();
-    // A job of before `run` existed: the worker reads the row first.
     let job = RunWorkflow {
         execution_id: dup.parse().unwrap(),
         workspace: version,
-        run: None,
+        run: RunDetails {
+            path: "flows/effect.py".into(),
+            function: "effect".into(),
+            parameters: params.clone(),
+            timeout_seconds: None,
+        },
     };
     queue.push(&job).await.unwrap();
     queue.push(&job).await.unwrap();
@@ -638,21 +646,10 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     assert_eq!(e["status"], "success", "{e}");
     assert_eq!(e["attempt"], 1, "{e}");
 
-    // Pushed again once finished, with and without the run's details (a
-    // child is then prepared, but never told to go): nothing runs. A later
-    // execution on the same one-at-a-time worker finishing proves the
-    // queue moved past both.
+    // Pushed again once finished (a child is then prepared, but never told
+    // to go): nothing runs. A later execution on the same one-at-a-time
+    // worker finishing proves the queue moved past it.
     deliver_again(&env, &job).await;
-    let detailed = RunWorkflow {
-        run: Some(RunDetails {
-            path: "flows/effect.py".into(),
-            function: "effect".into(),
-            parameters: params.clone(),
-            timeout_seconds: None,
-        }),
-        ..job.clone()
-    };
-    deliver_again(&env, &detailed).await;
     let after = env.execute("hello", json!({})).await;
     assert_eq!(after["status"], "success");
     let e = wait_final(&env, &dup, Duration::from_secs(1)).await;
@@ -685,8 +682,7 @@ async fn retries_are_bounded_and_duplicates_run_once() {
 /// of the same execution would be skipped as a duplicate.
 async fn deliver_again(env: &TestEnv, job: &RunWorkflow) {
     use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
-    let config =
-        apalis_redis::Config::default().queue(runeflow_shared::jobs::queue_name(&env.name));
+    let config = runeflow_queue::config::config(&env.name);
     let mut storage = apalis_redis::RedisStorage::<RunWorkflow>::new(env.store().connection())
         .with_config(config);
     let task = TaskBuilder::new(job.clone())
@@ -1065,7 +1061,12 @@ async fn redis_data_loss_mid_execution_is_recovered() {
     let deadline = Instant::now() + Duration::from_secs(25);
     let mut last = Value::Null;
     while Instant::now() < deadline {
-        let _ = runeflow_api::reconcile::repush_stale(&env.db, &queue, Duration::ZERO).await;
+        let _ = runeflow_api::reconcile::repush_stale(
+            &env.db,
+            &Enqueue::new(env.db.clone(), queue.clone()),
+            Duration::ZERO,
+        )
+        .await;
         last = env.get(&format!("/api/executions/{id}")).await.json();
         if is_final(&last) {
             break;

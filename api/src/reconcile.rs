@@ -7,14 +7,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
-use runeflow_shared::entities::execution;
-use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
-use runeflow_shared::store::StoreVersion;
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use runeflow_shared::executions::statements;
+use sea_orm::DatabaseConnection;
 
-use crate::queue::JobQueue;
+use crate::queue::Enqueue;
 
 /// How old a pending execution must be before it is pushed again.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -22,14 +18,14 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30);
 pub const EVERY: Duration = Duration::from_secs(15);
 
 /// Runs until `stop` resolves.
-pub async fn run(db: DatabaseConnection, queue: JobQueue, stop: impl Future<Output = ()>) {
+pub async fn run(db: DatabaseConnection, enqueue: Enqueue, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(EVERY) => {}
         }
-        match repush_stale(&db, &queue, STALE_AFTER).await {
+        match repush_stale(&db, &enqueue, STALE_AFTER).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(executions = n, "re-pushed stale pending executions"),
             Err(err) => tracing::warn!(%err, "reconciling pending executions failed"),
@@ -41,41 +37,18 @@ pub async fn run(db: DatabaseConnection, queue: JobQueue, stop: impl Future<Outp
 /// many it pushed.
 pub async fn repush_stale(
     db: &DatabaseConnection,
-    queue: &JobQueue,
+    enqueue: &Enqueue,
     age: Duration,
 ) -> Result<usize, String> {
     let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
-    let rows = execution::Entity::find()
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(execution::Column::Status.eq(status::PENDING))
-                        .add(execution::Column::QueuedAt.lt(cutoff.fixed_offset())),
-                )
-                // A running row whose job Redis lost (data loss while it ran)
-                // is pushed again; while its job still exists the push is a
-                // no-op (same task id and idempotency key).
-                .add(
-                    Condition::all()
-                        .add(execution::Column::Status.eq(status::RUNNING))
-                        .add(execution::Column::StartedAt.lt(cutoff.fixed_offset())),
-                ),
-        )
-        .order_by_asc(execution::Column::Id)
-        .limit(1000)
-        .all(db)
+    // A running row whose job Redis lost (data loss while it ran) is
+    // pushed again too; while its job still exists the push is a no-op
+    // (same task id and idempotency key).
+    let rows = statements::stale(db, cutoff, 1000)
         .await
         .map_err(|e| e.to_string())?;
     for row in &rows {
-        // The version it was queued at is unknown here; the current one is
-        // at least as new, which is all read-your-writes needs.
-        let job = RunWorkflow {
-            execution_id: row.id,
-            workspace: StoreVersion::default(),
-            run: Some(RunDetails::of(row)),
-        };
-        queue.push(&job).await.map_err(|e| e.to_string())?;
+        enqueue.repush(row).await.map_err(|e| e.to_string())?;
     }
     Ok(rows.len())
 }

@@ -1,7 +1,7 @@
 //! What every handler can reach.
 
 use crate::git::GitSettings;
-use crate::queue::JobQueue;
+use crate::queue::{Enqueue, JobQueue};
 use crate::waiters::Waiters;
 use crate::workflow_cache::WorkflowCache;
 use runeflow_shared::hash::content_hash;
@@ -13,7 +13,8 @@ use sea_orm::DatabaseConnection;
 #[derive(Clone)]
 pub struct AppState {
     pub workspace: Workspace,
-    pub queue: JobQueue,
+    /// Inserts and pushes executions (holds the queue).
+    pub enqueue: Enqueue,
     pub waiters: Waiters,
     /// sha256 hex of the API token, compared in constant time.
     pub token_digest: String,
@@ -26,8 +27,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(workspace: Workspace, queue: JobQueue, waiters: Waiters, api_token: &str) -> Self {
         AppState {
+            enqueue: Enqueue::new(workspace.db.clone(), queue),
             workspace,
-            queue,
             waiters,
             token_digest: content_hash(api_token.as_bytes()),
             git: GitSettings::default(),

@@ -12,6 +12,7 @@ mod m20261126_000002_workflows;
 mod m20261126_000003_executions;
 mod m20261201_000004_git_sync;
 mod m20261201_000005_execution_last_fault;
+mod m20261206_000006_execution_scheduled;
 mod m20261206_000007_workflow_settings;
 
 /// The ordered list of migrations `runeflow init` applies.
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_executions::Migration),
             Box::new(m20261201_000004_git_sync::Migration),
             Box::new(m20261201_000005_execution_last_fault::Migration),
+            Box::new(m20261206_000006_execution_scheduled::Migration),
             Box::new(m20261206_000007_workflow_settings::Migration),
         ]
     }

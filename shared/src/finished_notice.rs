@@ -75,7 +75,7 @@ mod tests {
             workflow_path: "flows/hello.py".into(),
             function_name: "hello".into(),
             parameters: serde_json::json!({"name": "ü"}),
-            status: "success".into(),
+            status: crate::executions::Status::Success,
             result: Some(serde_json::json!([1, 2])),
             error_type: None,
             error_message: None,

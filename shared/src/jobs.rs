@@ -1,5 +1,6 @@
 //! What the API and the worker agree on about executions: the job payload
-//! pushed to the queue, the queue name, statuses and the "finished" channel.
+//! pushed to the queue, the queue name and the "finished" channel
+//! (statuses and statements: `executions`).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +16,9 @@ use crate::store::StoreVersion;
 pub struct RunWorkflow {
     pub execution_id: uuid::Uuid,
     pub workspace: StoreVersion,
-    /// Absent in jobs pushed before it existed: the worker then reads it
-    /// from the row first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<RunDetails>,
+    /// Required: a job without it is unreadable (see the worker's
+    /// `incoming.rs`) and fails its execution.
+    pub run: RunDetails,
 }
 
 /// The immutable part of an `executions` row the child is prepared from.
@@ -57,21 +57,6 @@ pub fn finished_channel(prefix: &str) -> String {
 /// row `cancelled`; the worker running it kills the child.
 pub fn cancel_channel(prefix: &str) -> String {
     format!("{prefix}:executions:cancel")
-}
-
-/// Execution statuses as stored in `executions.status`.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const SUCCESS: &str = "success";
-    pub const FAILED: &str = "failed";
-    pub const TIMEOUT: &str = "timeout";
-    pub const CANCELLED: &str = "cancelled";
-
-    /// True once an execution can no longer change.
-    pub fn is_final(status: &str) -> bool {
-        matches!(status, SUCCESS | FAILED | TIMEOUT | CANCELLED)
-    }
 }
 
 /// Channel that wakes idle workers right after a push. apalis-redis 1.0

@@ -5,10 +5,11 @@ use std::future::Future;
 use anyhow::Context;
 use runeflow_api::AppState;
 use runeflow_api::git::{Credentials, GitSettings, SyncSlots, TransferLimits};
-use runeflow_api::queue::JobQueue;
+use runeflow_api::queue::{Enqueue, JobQueue};
 use runeflow_api::waiters::Waiters;
 use runeflow_shared::config::Config;
 use runeflow_shared::jobs::finished_channel;
+use runeflow_shared::shutdown::Shutdown;
 use runeflow_shared::workspace::Workspace;
 use tokio::net::TcpListener;
 
@@ -44,31 +45,27 @@ pub async fn serve(
         &config.redis_prefix,
     );
     let waiters = Waiters::spawn(redis_url, finished_channel(&config.redis_prefix));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    // The background tasks stop once the server has (so a write it served
+    // is still repaired and published).
+    let tasks = Shutdown::new();
     let repair = {
         let publisher = workspace.publisher.clone();
         let db = workspace.db.clone();
-        tokio::spawn(publisher.run_repair_owned(db, stopped()))
+        tokio::spawn(publisher.run_repair_owned(db, tasks.stopped()))
     };
     let reconcile = tokio::spawn(runeflow_api::reconcile::run(
         workspace.db.clone(),
-        queue.clone(),
-        stopped(),
+        Enqueue::new(workspace.db.clone(), queue.clone()),
+        tasks.stopped(),
     ));
     let retention = tokio::spawn(runeflow_api::retention::run(
         workspace.db.clone(),
         config.retention_days,
-        stopped(),
+        tasks.stopped(),
     ));
     let state = AppState::new(workspace, queue, waiters, &token).with_git(git_settings(config));
     let served = runeflow_api::serve(listener, state, stop).await;
-    let _ = stop_tx.send(true);
+    tasks.trigger();
     let _ = repair.await;
     let _ = reconcile.await;
     let _ = retention.await;

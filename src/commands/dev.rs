@@ -3,6 +3,7 @@
 //! private PostgreSQL and redis-server and stops them on exit.
 
 use anyhow::Context;
+use runeflow_shared::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 use super::dev_services::DevServices;
@@ -47,20 +48,11 @@ async fn run_all(
         "runeflow dev: API on http://{addr} token {} (Ctrl-C stops everything)",
         config.api_token.as_deref().unwrap_or_default()
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let stop = Shutdown::new();
     let deps = commands::worker::deps(config).await?;
-    let worker_task = tokio::spawn(runeflow_worker::run::run(deps, worker, stopped()));
-    let api = commands::api::serve(config, workspace, listener, stopped());
-    let signal = tokio::spawn(async move {
-        shutdown::signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let worker_task = tokio::spawn(runeflow_worker::run::run(deps, worker, stop.stopped()));
+    let api = commands::api::serve(config, workspace, listener, stop.stopped());
+    let signal = stop.trigger_on(shutdown::signal());
     let served = api.await;
     signal.abort();
     let worker_result = worker_task.await.context("worker task panicked")?;

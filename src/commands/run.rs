@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use reqwest::Method;
+use runeflow_shared::executions::Status;
 use serde_json::{Map, Value, json};
 
 use super::client::ApiClient;
@@ -64,10 +65,10 @@ pub fn parameters(json_object: Option<&str>, pairs: &[String]) -> anyhow::Result
 }
 
 fn is_final(execution: &Value) -> bool {
-    matches!(
-        execution["status"].as_str(),
-        Some("success" | "failed" | "timeout" | "cancelled")
-    )
+    execution["status"]
+        .as_str()
+        .and_then(|s| s.parse::<Status>().ok())
+        .is_some_and(Status::is_final)
 }
 
 fn show_outcome(execution: &Value) -> anyhow::Result<()> {

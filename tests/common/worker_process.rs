@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+use runeflow_shared::executions::Status;
 use serde_json::{Value, json};
 
 use super::TestEnv;
@@ -132,10 +133,10 @@ pub async fn wait_execution(
 }
 
 pub fn is_final(e: &Value) -> bool {
-    matches!(
-        e["status"].as_str(),
-        Some("success" | "failed" | "timeout" | "cancelled")
-    )
+    e["status"]
+        .as_str()
+        .and_then(|s| s.parse::<Status>().ok())
+        .is_some_and(Status::is_final)
 }
 
 pub async fn wait_final(env: &TestEnv, id: &str, timeout: Duration) -> Value {

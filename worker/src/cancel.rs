@@ -11,8 +11,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use runeflow_shared::jobs::status;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use runeflow_shared::executions::statements;
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::running::Running;
@@ -65,7 +65,7 @@ async fn recheck(db: &DatabaseConnection, running: &Running) -> std::convert::In
         if ids.is_empty() {
             continue;
         }
-        match cancelled_among(db, &ids).await {
+        match statements::cancelled_among(db, &ids).await {
             Ok(cancelled) => {
                 for id in cancelled {
                     if running.cancel(id) {
@@ -101,7 +101,7 @@ async fn subscribe(
         if !running.ids().contains(&id) {
             continue;
         }
-        match cancelled_among(db, &[id]).await {
+        match statements::cancelled_among(db, &[id]).await {
             Ok(cancelled) if cancelled.contains(&id) => {
                 tracing::info!(execution = %id, "cancel received");
                 running.cancel(id);
@@ -114,21 +114,4 @@ async fn subscribe(
         }
     }
     Ok(())
-}
-
-/// Which of `ids` PostgreSQL holds as cancelled.
-async fn cancelled_among(
-    db: &DatabaseConnection,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, sea_orm::DbErr> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT id FROM executions WHERE id = ANY($1) AND status = $2",
-            [ids.to_vec().into(), status::CANCELLED.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| row.try_get::<Uuid>("", "id"))
-        .collect()
 }

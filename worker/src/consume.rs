@@ -12,8 +12,6 @@ use std::time::Duration;
 use apalis::prelude::{
     BackendExt, Event, EventListenerExt, WorkerBuilder, WorkerBuilderExt, WorkerError,
 };
-use apalis_redis::RedisStorage;
-use runeflow_shared::jobs::RunWorkflow;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -21,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::drain::WorkerNames;
 use crate::health::Liveness;
 use crate::job::{JobContext, handle};
-use crate::wake::{WakeUps, WatchedConn};
+use crate::wake::{Queue, WakeUps};
 
 /// First and longest wait before restarting a failed loop.
 const FIRST_RESTART: Duration = Duration::from_millis(200);
@@ -41,7 +39,7 @@ pub enum Phase {
 /// What a consumer loop is built from.
 pub struct Consumer {
     pub base_name: String,
-    pub storage: RedisStorage<RunWorkflow, WatchedConn>,
+    pub storage: Queue,
     pub poll: Duration,
     pub wakeups: WakeUps,
     pub concurrency: usize,

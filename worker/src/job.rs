@@ -10,12 +10,14 @@ use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution as execution_row;
 use runeflow_shared::finished_notice;
 use runeflow_shared::jobs::{RunDetails, RunWorkflow, finished_channel};
+
 use runeflow_shared::path::module_name;
 use runeflow_shared::timeout::{TimeoutOutOfRange, timeout_duration};
 use sea_orm::DatabaseConnection;
 
 use crate::child_users::ChildUsers;
 use crate::execution::{self, Child, Limits, RunSpec};
+use crate::incoming::Incoming;
 use crate::index::IndexMirror;
 use crate::modules::{ModuleServer, Sources};
 use crate::prefetch::Prefetcher;
@@ -52,17 +54,34 @@ pub enum Fault {
 }
 
 /// The apalis handler: waits for the execution's run, which is a task of
-/// its own (see `running.rs`), so a dropped handler does not stop it.
-pub async fn handle(job: RunWorkflow, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+/// its own (see `running.rs`), so a dropped handler does not stop it. A
+/// job it cannot read fails its execution, or is dropped when it names
+/// none (see `incoming.rs`).
+pub async fn handle(job: Incoming, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
     let ctx: Arc<JobContext> = (*ctx).clone();
-    let id = job.execution_id;
+    let (id, job) = match job {
+        Incoming::Run(job) => (job.execution_id, Ok(job)),
+        Incoming::Unreadable {
+            execution_id: Some(id),
+            problem,
+        } => (id, Err(problem)),
+        Incoming::Unreadable {
+            execution_id: None,
+            problem,
+        } => {
+            tracing::warn!(%problem, "dropped a job that names no execution: its payload is unreadable");
+            return Ok(());
+        }
+    };
     let runner = ctx.clone();
     let result = ctx
         .running
         .join_or_start(id, move |mut cancel| async move {
-            process(&runner, &job, &mut cancel)
-                .await
-                .map_err(|Fault::Retry(message)| message)
+            match &job {
+                Ok(job) => process(&runner, job, &mut cancel).await,
+                Err(problem) => unreadable(&runner, id, problem).await,
+            }
+            .map_err(|Fault::Retry(message)| message)
         })
         .await;
     match result {
@@ -90,28 +109,20 @@ async fn process(
 ) -> Result<(), Fault> {
     let id = job.execution_id;
     let t0 = std::time::Instant::now();
-    // With the run's details in the job, the child is prepared (gated)
-    // while the row is marked running; otherwise the row comes first.
-    // A job it cannot run (see `spec_of`) takes the sequential path, which
-    // records why once the row is ours.
-    let early = job
-        .run
-        .as_ref()
-        .and_then(|run| spec_of(id, run, ctx.default_timeout).ok());
-    let (start, prepared) = match &early {
-        Some(spec) => {
-            // A task of its own, so the update leaves at once rather than
-            // after the synchronous part of preparing the child.
-            let update = tokio::spawn(start(ctx, id));
-            tokio::task::yield_now().await; // lets the update go out first
-            let prepared = prepare(ctx, job, spec, true).await;
-            let start = update
-                .await
-                .map_err(|e| Fault::Retry(format!("marking the execution running: {e}")))?;
-            (start?, Some(prepared))
-        }
-        None => (start(ctx, id).await?, None),
+    // The child is prepared (gated) while the row is marked running. A job
+    // it cannot run (see `spec_of`) only marks the row, then records why.
+    let spec = match spec_of(id, &job.run, ctx.default_timeout) {
+        Ok(spec) => spec,
+        Err(err) => return cannot_run(ctx, id, "InvalidTimeout", &err.to_string()).await,
     };
+    // A task of its own, so the update leaves at once rather than after
+    // the synchronous part of preparing the child.
+    let update = tokio::spawn(start(ctx, id));
+    tokio::task::yield_now().await; // lets the update go out first
+    let prepared = prepare(ctx, job, &spec).await;
+    let start = update
+        .await
+        .map_err(|e| Fault::Retry(format!("marking the execution running: {e}")))??;
     let row = match start {
         Start::Run(row) => row,
         // A prepared child is dropped here, before it was told to go.
@@ -122,24 +133,7 @@ async fn process(
         }
     };
     let t_start = t0.elapsed();
-    let (spec, prepared) = match (early, prepared) {
-        (Some(spec), Some(prepared)) => (spec, prepared?),
-        _ => match spec_of(id, &RunDetails::of(&row), ctx.default_timeout) {
-            Ok(spec) => {
-                let prepared = prepare(ctx, job, &spec, false).await?;
-                (spec, prepared)
-            }
-            Err(err) => {
-                let message = err.to_string();
-                let recorded = finish_with_retries(ctx, || {
-                    record::fail(&ctx.db, id, row.attempt, "InvalidTimeout", &message)
-                })
-                .await?;
-                announce(ctx, id, recorded.as_deref()).await;
-                return make_durable(ctx).await;
-            }
-        },
-    };
+    let prepared = prepared?;
     let t_prepared = t0.elapsed();
     let Some((server, child)) = prepared else {
         let message = format!(
@@ -171,7 +165,6 @@ async fn process(
     // `ready` is then when both were done.
     tracing::debug!(
         execution = %id,
-        gated = job.run.is_some(),
         start_us = t_start.as_micros() as u64,
         ready_us = t_prepared.as_micros() as u64,
         spawn_us = finished.spawn.as_micros() as u64,
@@ -182,6 +175,39 @@ async fn process(
         "execution phases"
     );
     durable
+}
+
+/// A job whose payload names an execution but cannot be read: the
+/// execution is failed (`UnreadableJob`) at once instead of being left to
+/// the queue's retries, which would read it no better.
+async fn unreadable(ctx: &JobContext, id: uuid::Uuid, problem: &str) -> Result<(), Fault> {
+    tracing::warn!(execution = %id, %problem, "the job's payload is unreadable; failing its execution");
+    let message = format!("the worker could not read the queued job: {problem}");
+    cannot_run(ctx, id, "UnreadableJob", &message).await
+}
+
+/// Records a job that cannot run as a failure of its execution (`kind`),
+/// once the row is this attempt's; a final row is left alone.
+async fn cannot_run(
+    ctx: &JobContext,
+    id: uuid::Uuid,
+    kind: &str,
+    message: &str,
+) -> Result<(), Fault> {
+    let row = match start(ctx, id).await? {
+        Start::Run(row) => row,
+        Start::Skip => return make_durable(ctx).await,
+        Start::GaveUp => {
+            announce(ctx, id, None).await;
+            return make_durable(ctx).await;
+        }
+    };
+    let recorded = finish_with_retries(ctx, || {
+        record::fail(&ctx.db, id, row.attempt, kind, message)
+    })
+    .await?;
+    announce(ctx, id, recorded.as_deref()).await;
+    make_durable(ctx).await
 }
 
 /// Marks the execution running for this attempt (see `record::start`); a
@@ -225,7 +251,6 @@ async fn prepare(
     ctx: &JobContext,
     job: &RunWorkflow,
     spec: &RunSpec,
-    gated: bool,
 ) -> Result<Option<(ModuleServer, Child)>, Fault> {
     let snapshot = ctx
         .mirror
@@ -263,7 +288,7 @@ async fn prepare(
         spec,
         prefetch,
         &ctx.limits,
-        gated,
+        true,
         slot,
     )
     .await

@@ -13,6 +13,7 @@ pub mod child_users;
 pub mod compiler;
 pub mod config;
 pub mod execution;
+pub mod incoming;
 pub mod index;
 pub mod modules;
 pub mod prefetch;

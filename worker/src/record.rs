@@ -1,16 +1,15 @@
-//! Recording executions in PostgreSQL, exactly once.
+//! Recording executions in PostgreSQL, exactly once: the worker's thin
+//! layer over `runeflow_shared::executions::statements` (the give-up rule,
+//! escaping what PostgreSQL refuses, timing).
 //!
 //! Delivery is at least once, so both updates are conditional: `start` only
 //! moves a row that is not final, and `finish` only writes the outcome of
 //! the attempt that started it. A duplicate or a late attempt changes
 //! nothing.
 
-use std::sync::LazyLock;
-
-use runeflow_shared::durability::ASYNC_COMMIT;
 use runeflow_shared::entities::execution;
-use runeflow_shared::jobs::status;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
+use runeflow_shared::executions::{Status, statements};
+use sea_orm::{DatabaseConnection, DbErr};
 use uuid::Uuid;
 
 use crate::execution::{Finished, Outcome};
@@ -31,49 +30,11 @@ pub enum Start {
     GaveUp,
 }
 
-/// Both updates commit asynchronously (see `runeflow_shared::durability`):
-/// the job handler flushes the WAL once, before the job is acknowledged.
-static START: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE executions
-         SET status = 'running', attempt = attempt + 1, worker = $2,
-             started_at = COALESCE(started_at, now())
-         FROM {ASYNC_COMMIT}
-         WHERE id = $1 AND status IN ('pending', 'running')
-         RETURNING executions.*"
-    )
-});
-
-static FINISH: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE executions
-         SET status = $3, result = $4, error_type = $5, error_message = $6, error_traceback = $7,
-             logs = $8, logs_truncated = $9, finished_at = now(), duration_ms = $10
-         FROM {ASYNC_COMMIT}
-         WHERE id = $1 AND attempt = $2 AND status = 'running'
-         RETURNING executions.*"
-    )
-});
-
-static FAULT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE executions SET last_fault = $2
-         FROM {ASYNC_COMMIT}
-         WHERE id = $1 AND status IN ('pending', 'running')"
-    )
-});
-
 /// Notes why an attempt ended in a worker fault (kept for the `WorkerLost`
 /// message if the execution is given up). Best effort: PostgreSQL may be
 /// the fault.
 pub async fn note_fault(db: &DatabaseConnection, id: Uuid, fault: &str) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        FAULT.as_str(),
-        [id.into(), fault.into()],
-    ))
-    .await?;
-    Ok(())
+    statements::note_fault(db, id, &storable::text(fault)).await
 }
 
 /// Marks an execution running for this attempt.
@@ -83,14 +44,7 @@ pub async fn start(
     worker: &str,
     max_attempts: i32,
 ) -> Result<Start, DbErr> {
-    let row = execution::Model::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        START.as_str(),
-        [id.into(), worker.into()],
-    ))
-    .one(db)
-    .await?;
-    let Some(row) = row else {
+    let Some(row) = statements::start(db, id, worker).await? else {
         return Ok(Start::Skip);
     };
     if row.attempt > max_attempts {
@@ -106,7 +60,7 @@ pub async fn start(
             db,
             id,
             row.attempt,
-            status::FAILED,
+            Status::Failed,
             None,
             Some(("WorkerLost", message.as_str(), None)),
             "",
@@ -154,7 +108,7 @@ pub async fn finish(
             db,
             id,
             attempt,
-            status::FAILED,
+            Status::Failed,
             None,
             error,
             logs,
@@ -182,9 +136,9 @@ async fn write_outcome(
 ) -> Result<Recorded, DbErr> {
     let timeout_message;
     let (state, value, error) = match &finished.outcome {
-        Outcome::Success(value) => (status::SUCCESS, Some(value.clone()), None),
+        Outcome::Success(value) => (Status::Success, Some(value.clone()), None),
         Outcome::Failed(e) => (
-            status::FAILED,
+            Status::Failed,
             None,
             Some((e.kind.as_str(), e.message.as_str(), e.traceback.as_deref())),
         ),
@@ -196,7 +150,7 @@ async fn write_outcome(
                 finished.duration.as_secs_f64()
             );
             (
-                status::TIMEOUT,
+                Status::Timeout,
                 None,
                 Some(("Timeout", timeout_message.as_str(), None)),
             )
@@ -227,20 +181,14 @@ async fn keep_cancelled_logs(
     finished: &Finished,
 ) -> Result<Recorded, DbErr> {
     let logs = storable::text(&finished.logs);
-    let kept = execution::Model::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "UPDATE executions SET logs = $3, logs_truncated = $4, duration_ms = $5
-         WHERE id = $1 AND attempt = $2 AND status = 'cancelled'
-         RETURNING *",
-        [
-            id.into(),
-            attempt.into(),
-            logs.as_ref().into(),
-            finished.logs_truncated.into(),
-            Some(duration_ms(finished)).into(),
-        ],
-    ))
-    .one(db)
+    let kept = statements::keep_cancelled_logs(
+        db,
+        id,
+        attempt,
+        &logs,
+        finished.logs_truncated,
+        duration_ms(finished),
+    )
     .await;
     match kept {
         Err(err) if storable::is_content_refusal(&err) => {
@@ -264,7 +212,7 @@ pub async fn fail(
         db,
         id,
         attempt,
-        status::FAILED,
+        Status::Failed,
         None,
         Some((kind, message, None)),
         "",
@@ -279,7 +227,7 @@ async fn write(
     db: &DatabaseConnection,
     id: Uuid,
     attempt: i32,
-    state: &str,
+    state: Status,
     value: Option<serde_json::Value>,
     error: Option<(&str, &str, Option<&str>)>,
     logs: &str,
@@ -299,23 +247,22 @@ async fn write(
         value
     });
     let logs = storable::text(logs);
-    let recorded = execution::Model::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        FINISH.as_str(),
-        [
-            id.into(),
-            attempt.into(),
-            state.into(),
-            value.into(),
-            kind.into(),
-            message.into(),
-            traceback.into(),
-            logs.as_ref().into(),
-            logs_truncated.into(),
-            duration_ms.into(),
-        ],
-    ))
-    .one(db)
+    let recorded = statements::finish(
+        db,
+        id,
+        attempt,
+        statements::Outcome {
+            status: state,
+            result: value,
+            error: kind
+                .as_deref()
+                .zip(message.as_deref())
+                .map(|(k, m)| (k, m, traceback.as_deref())),
+            logs: &logs,
+            logs_truncated,
+            duration_ms,
+        },
+    )
     .await?;
     Ok(recorded.map(Box::new))
 }

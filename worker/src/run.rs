@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use apalis_redis::Config;
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::{cancel_channel, queue_name, wake_channel};
+use runeflow_shared::jobs::{cancel_channel, wake_channel};
 use runeflow_shared::protocol::Rlimits;
+use runeflow_shared::shutdown::Shutdown;
 use runeflow_shared::store::ModuleStore;
 use sea_orm::DatabaseConnection;
 
@@ -26,9 +27,6 @@ use crate::modules::Sources;
 use crate::prefetch::Prefetcher;
 use crate::running::Running;
 use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes, child_environment};
-
-/// How long an execution id stays deduplicated in the queue.
-const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerRunError {
@@ -47,16 +45,18 @@ pub struct WorkerDeps {
     pub prefix: String,
 }
 
-/// The apalis-redis configuration for our queue: unique worker name per
-/// process, heartbeat and orphan reclaim from config, a fetch batch no
-/// larger than the concurrency, deduplication kept for a week.
+/// The queue as this worker consumes it (`runeflow_queue::config`): a fetch
+/// batch no larger than the concurrency, heartbeat and orphan reclaim from
+/// config.
 pub fn queue_config(prefix: &str, config: &WorkerConfig) -> Config {
-    Config::default()
-        .queue(queue_name(prefix))
-        .batch_size(config.concurrency.max(1))
-        .heartbeat_interval(Duration::from_millis(config.heartbeat_ms.max(100)))
-        .missed_heartbeats(config.missed_heartbeats.max(1))
-        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+    runeflow_queue::config::consumer(
+        prefix,
+        runeflow_queue::config::ConsumerTimings {
+            batch_size: config.concurrency,
+            heartbeat: Duration::from_millis(config.heartbeat_ms),
+            missed_heartbeats: config.missed_heartbeats,
+        },
+    )
 }
 
 /// Builds the shared job context (starts the zygote).
@@ -169,25 +169,20 @@ pub async fn run(
 
     let storage = wakeups.storage(deps.redis.clone(), queue.clone());
     let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Consuming);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    // The janitor and the health file stop once the drain is over.
+    let tasks = Shutdown::new();
     let heartbeat = Duration::from_millis(config.heartbeat_ms.max(100));
     let cancels = crate::cancel::listen(
         deps.redis_url.clone(),
         cancel_channel(&deps.prefix),
         deps.db.clone(),
         ctx.running.clone(),
-        stopped(),
+        tasks.stopped(),
     );
     let janitor = tokio::spawn(crate::janitor::run(
         deps.redis.clone(),
         queue.clone(),
-        stopped(),
+        tasks.stopped(),
     ));
     let liveness = Liveness::default();
     let health = config.health_file.clone().map(|path| {
@@ -197,7 +192,7 @@ pub async fn run(
             liveness.clone(),
             max_age,
             heartbeat,
-            stopped(),
+            tasks.stopped(),
         ))
     });
     let names = WorkerNames::default();
@@ -248,7 +243,7 @@ pub async fn run(
     {
         consumer.abort();
     }
-    let _ = stop_tx.send(true);
+    tasks.trigger();
     let _ = janitor.await;
     let _ = cancels.await;
     if let Some(health) = health {

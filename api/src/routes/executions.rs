@@ -8,17 +8,15 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
-use runeflow_shared::durability::{ASYNC_COMMIT, flush_wal};
 use runeflow_shared::entities::{execution, workflow};
-use runeflow_shared::jobs::{RunDetails, RunWorkflow, status};
+use runeflow_shared::executions::statements::{self, ListFilter, NewExecution};
+use runeflow_shared::executions::{Status, UnknownStatus};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
@@ -26,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{AppError, ErrorBody, Result};
+use crate::queue::{Cancelled, EnqueueError};
 use crate::state::AppState;
 use crate::waiters::Wakeup;
 
@@ -38,6 +37,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/executions", get(list).post(create))
         .route("/api/executions/{id}", get(show))
+        .route("/api/executions/{id}/cancel", post(cancel))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,8 +68,7 @@ pub struct ExecutionView {
     pub function: String,
     #[schema(value_type = Object)]
     pub parameters: serde_json::Value,
-    /// `pending` | `running` | `success` | `failed` | `timeout` | `cancelled`.
-    pub status: String,
+    pub status: Status,
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     pub error: Option<ExecutionError>,
@@ -118,7 +117,7 @@ impl From<execution::Model> for ExecutionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enqueued {
     pub id: Uuid,
-    pub status: String,
+    pub status: Status,
 }
 
 /// Run a workflow.
@@ -147,27 +146,18 @@ pub async fn create(
         ));
     }
     let id = Uuid::now_v7();
-    let run = RunDetails {
-        path: target.path.clone(),
-        function: target.function_name.clone(),
-        parameters: parameters.clone(),
+    let new = NewExecution {
+        id,
+        workflow_name: target.name.clone(),
+        workflow_path: target.path.clone(),
+        function_name: target.function_name.clone(),
+        parameters,
+        workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
     };
-    insert_pending(&state, id, &target, parameters, version.generation).await?;
-    let job = RunWorkflow {
-        execution_id: id,
-        workspace: version,
-        run: Some(run),
-    };
-    // The insert committed without waiting for the disk; the flush runs
-    // alongside the push and the wait, and the answer waits for both, so
-    // the execution is durable before the client hears of it.
+    // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();
-    let enqueue_and_wait = async {
-        if let Err(err) = state.queue.push(&job).await {
-            // The row stays pending; the reconciler re-pushes it.
-            tracing::warn!(%id, %err, "enqueue failed after the row was committed");
-        }
+    let wait = async {
         match req.wait {
             Some(wait) if wait > 0.0 => {
                 let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
@@ -176,15 +166,17 @@ pub async fn create(
             _ => Ok(None),
         }
     };
-    let (flushed, waited) = tokio::join!(flush_wal(state.db()), enqueue_and_wait);
-    flushed.map_err(|e| {
-        AppError::Unavailable(format!(
-            "PostgreSQL could not make the execution durable: {e}"
-        ))
-    })?;
+    let waited = state
+        .enqueue
+        .submit(&new, version, wait)
+        .await
+        .map_err(|e| match e {
+            EnqueueError::Insert(e) => AppError::from(e),
+            flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
+        })?;
     match waited? {
         Some(row) => {
-            let code = if status::is_final(&row.status) {
+            let code = if row.status.is_final() {
                 StatusCode::OK
             } else {
                 StatusCode::ACCEPTED
@@ -195,45 +187,11 @@ pub async fn create(
             StatusCode::ACCEPTED,
             Json(Enqueued {
                 id,
-                status: status::PENDING.to_owned(),
+                status: Status::Pending,
             }),
         )
             .into_response()),
     }
-}
-
-/// Inserts the `pending` row in one statement that commits asynchronously
-/// (see `runeflow_shared::durability`; the caller flushes).
-async fn insert_pending(
-    state: &AppState,
-    id: Uuid,
-    target: &workflow::Model,
-    parameters: serde_json::Value,
-    generation: u64,
-) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO executions (id, workflow_name, workflow_path, function_name, parameters,
-                                 status, workspace_gen, timeout_seconds, queued_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, now() FROM {ASYNC_COMMIT}"
-    );
-    state
-        .db()
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [
-                id.into(),
-                target.name.clone().into(),
-                target.path.clone().into(),
-                target.function_name.clone().into(),
-                parameters.into(),
-                status::PENDING.into(),
-                i64::try_from(generation).unwrap_or(i64::MAX).into(),
-                target.timeout_seconds.into(),
-            ],
-        ))
-        .await?;
-    Ok(())
 }
 
 /// `name` or `path::function` → the one workflow row it means.
@@ -348,11 +306,11 @@ async fn wait_for(
                 // back. Without it (or when messages may have been missed),
                 // look.
                 let sent = notice.and_then(|n| n.execution.clone());
-                let row = match sent.filter(|row| status::is_final(&row.status)) {
+                let row = match sent.filter(|row| row.status.is_final()) {
                     Some(row) => row,
                     None => load(state, id).await?,
                 };
-                if status::is_final(&row.status) {
+                if row.status.is_final() {
                     return Ok(row);
                 }
             }
@@ -362,8 +320,7 @@ async fn wait_for(
 }
 
 async fn load(state: &AppState, id: Uuid) -> Result<execution::Model> {
-    execution::Entity::find_by_id(id)
-        .one(state.db())
+    statements::get(state.db(), id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no execution {id}")))
 }
@@ -398,7 +355,7 @@ pub async fn show(
     let finished = state.waiters.subscribe();
     let row = load(&state, id).await?;
     let row = match params.wait {
-        Some(wait) if wait > 0.0 && !status::is_final(&row.status) => {
+        Some(wait) if wait > 0.0 && !row.status.is_final() => {
             let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
             wait_for(&state, finished, id, wait).await?
         }
@@ -410,6 +367,8 @@ pub async fn show(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// One status; another value is a 400 naming the accepted ones.
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     pub workflow: Option<String>,
     /// 1..=500, default 50.
@@ -417,9 +376,6 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
 }
-
-/// Longest `error_message` prefix a summary carries, in characters.
-const SUMMARY_MESSAGE_CHARS: i32 = 200;
 
 /// An execution in a listing: no parameters, result, logs or traceback
 /// (each may be large), so a page's size is bounded by its row count.
@@ -430,8 +386,7 @@ pub struct ExecutionSummary {
     pub workflow: String,
     pub path: String,
     pub function: String,
-    /// `pending` | `running` | `success` | `failed` | `timeout` | `cancelled`.
-    pub status: String,
+    pub status: Status,
     pub error_type: Option<String>,
     /// The first 200 characters of the error message.
     pub error_message: Option<String>,
@@ -467,36 +422,19 @@ pub async fn list(
     let limit = super::page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     super::text_query("status", params.status.as_deref())?;
     super::text_query("workflow", params.workflow.as_deref())?;
-    let mut sql = format!(
-        "SELECT id, workflow_name AS workflow, workflow_path AS path, function_name AS function,
-                status, error_type, left(error_message, {SUMMARY_MESSAGE_CHARS}) AS error_message,
-                logs_truncated, attempt, worker, queued_at, started_at, finished_at, duration_ms
-         FROM executions WHERE true"
-    );
-    let mut values: Vec<sea_orm::Value> = Vec::new();
-    let filters = [
-        ("status", params.status.map(sea_orm::Value::from)),
-        ("workflow_name", params.workflow.map(sea_orm::Value::from)),
-    ];
-    for (column, value) in filters {
-        if let Some(value) = value {
-            values.push(value);
-            sql.push_str(&format!(" AND {column} = ${}", values.len()));
-        }
-    }
-    if let Some(cursor) = params.cursor {
-        values.push(cursor.into());
-        sql.push_str(&format!(" AND id < ${}", values.len()));
-    }
-    values.push(i64::try_from(limit + 1).unwrap_or(i64::MAX).into());
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len()));
-    let mut rows = ExecutionSummary::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .all(state.db())
-    .await?;
+    let status = params
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(|e: UnknownStatus| AppError::bad_request("invalid_query", e.to_string()))?;
+    let filter = ListFilter {
+        status,
+        workflow: params.workflow,
+        cursor: params.cursor,
+        limit: limit + 1,
+    };
+    let mut rows: Vec<ExecutionSummary> = statements::list(state.db(), &filter).await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -508,4 +446,38 @@ pub async fn list(
         executions: rows,
         next_cursor,
     }))
+}
+
+/// Cancel an execution. A `scheduled` or `pending` one never starts; a
+/// running one is killed with everything it started (the row is final at
+/// once, and the worker adds what the child logged). Repeating a cancel is
+/// harmless.
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", tag = "executions",
+    params(("id" = Uuid, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "Cancelled (now, or by an earlier cancel)", body = ExecutionView),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Already finished otherwise (`success`, `failed` or `timeout`)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("no execution {id}")))?;
+    match state.enqueue.cancel(id).await? {
+        Cancelled::Now(row) => Ok(Json((*row).into())),
+        Cancelled::AlreadyFinal(row) if row.status == Status::Cancelled => Ok(Json((*row).into())),
+        Cancelled::AlreadyFinal(row) => Err(AppError::Conflict {
+            code: "already_final",
+            message: format!(
+                "execution {id} already finished as '{}'; only a scheduled, pending or running execution can be cancelled",
+                row.status
+            ),
+            candidates: None,
+        }),
+        Cancelled::NotFound => Err(AppError::NotFound(format!("no execution {id}"))),
+    }
 }

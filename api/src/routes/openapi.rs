@@ -23,6 +23,7 @@ use crate::state::AppState;
         super::workflows::show,
         super::executions::create,
         super::executions::show,
+        super::executions::cancel,
         super::executions::list,
         super::git::push,
         super::git::pull,

@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+pub use crate::executions::Status;
+
 /// Serde: a worker sends the recorded row with its "finished" notice
 /// (`finished_notice`).
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
@@ -14,8 +16,8 @@ pub struct Model {
     pub workflow_path: String,
     pub function_name: String,
     pub parameters: Json,
-    /// `pending` → `running` → `success` | `failed` | `timeout` | `cancelled`.
-    pub status: String,
+    /// See `executions::transitions` for how it moves.
+    pub status: Status,
     pub result: Option<Json>,
     pub error_type: Option<String>,
     pub error_message: Option<String>,

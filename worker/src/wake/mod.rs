@@ -8,14 +8,20 @@ mod fetch;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::incoming::{Incoming, Lenient};
+use apalis::prelude::BackendExt;
+use apalis_core::backend::ext::with_codec::WithCodec;
 use apalis_redis::RedisStorage;
 use futures::{Stream, StreamExt};
 use redis::aio::ConnectionManager;
-use runeflow_shared::jobs::RunWorkflow;
 use tokio::sync::broadcast;
 
 use fetch::FetchWatch;
 pub use fetch::{FetchCounts, WatchedConn, fetch_counts};
+
+/// The executions queue as a worker consumes it: on the watched
+/// connection, decoded leniently (see `incoming.rs`).
+pub type Queue = WithCodec<RedisStorage<Incoming, WatchedConn>, Lenient>;
 
 /// The wake-ups of one worker process (cheap to clone).
 #[derive(Clone)]
@@ -64,13 +70,11 @@ async fn listen(url: &str, channel: &str, wake_ups: &WakeUps) -> redis::RedisRes
 impl WakeUps {
     /// The queue storage of this process's apalis workers, on a connection
     /// that watches their fetches (see [`fetch`]).
-    pub fn storage(
-        &self,
-        conn: ConnectionManager,
-        config: apalis_redis::Config,
-    ) -> RedisStorage<RunWorkflow, WatchedConn> {
+    pub fn storage(&self, conn: ConnectionManager, config: apalis_redis::Config) -> Queue {
         let conn = WatchedConn::new(conn, self.watch.clone(), &config);
-        RedisStorage::new(conn).with_config(config)
+        RedisStorage::new(conn)
+            .with_config(config)
+            .with_codec(Lenient)
     }
 
     /// The wake-up stream for one apalis worker run (see [`stream`]).
