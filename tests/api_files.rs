@@ -557,6 +557,7 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "post"),
         ("/api/executions", "get"),
         ("/api/executions/{id}", "get"),
+        ("/api/executions/{id}/cancel", "post"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];

@@ -621,8 +621,8 @@ async fn retries_are_bounded_and_duplicates_run_once() {
             timeout_seconds: None,
         },
     };
-    queue.push(&job).await.unwrap();
-    queue.push(&job).await.unwrap();
+    queue.push(&job, 0).await.unwrap();
+    queue.push(&job, 0).await.unwrap();
 
     let mut config = test_worker_config();
     config.concurrency = 1;

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution;
+use runeflow_shared::executions::Status;
 use runeflow_shared::executions::statements::{self, NewExecution};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
@@ -17,7 +18,7 @@ use crate::push::{JobQueue, QueueError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
-    #[error("PostgreSQL could not insert the execution: {0}")]
+    #[error("PostgreSQL could not write the execution: {0}")]
     Insert(#[source] DbErr),
     #[error("PostgreSQL could not make the execution durable: {0}")]
     Flush(#[source] DbErr),
@@ -43,19 +44,21 @@ impl Enqueue {
         &self.db
     }
 
-    /// Inserts `new` as `pending` and pushes its job pinned to `workspace`,
-    /// then runs `meanwhile` (e.g. waiting for the outcome). The insert
-    /// commits without waiting for the disk; the WAL flush runs alongside
-    /// the push and `meanwhile`, and this returns only after both, so the
-    /// execution is durable before the caller answers. A failed push is
-    /// logged: the row stays pending and the reconciler pushes it again.
+    /// Inserts `new` (`pending`, or `scheduled` with a `run_at` ahead) and
+    /// pushes a pending one's job pinned to `workspace`, then runs
+    /// `meanwhile` (e.g. waiting for the outcome). The insert commits
+    /// without waiting for the disk; the WAL flush runs alongside the push
+    /// and `meanwhile`, and this returns only after both, so the execution
+    /// is durable before the caller answers. A failed push is logged: the
+    /// row stays pending and the reconciler pushes it again. A scheduled
+    /// row is pushed by [`Enqueue::promote_due`] when its time comes.
     pub async fn submit<T>(
         &self,
         new: &NewExecution,
         workspace: StoreVersion,
         meanwhile: impl Future<Output = T>,
-    ) -> Result<T, EnqueueError> {
-        statements::insert_pending(&self.db, new)
+    ) -> Result<(Status, T), EnqueueError> {
+        let status = statements::insert(&self.db, new)
             .await
             .map_err(EnqueueError::Insert)?;
         let job = RunWorkflow {
@@ -69,26 +72,48 @@ impl Enqueue {
             },
         };
         let push_then = async {
-            if let Err(err) = self.queue.push(&job).await {
+            if status == Status::Pending
+                && let Err(err) = self.queue.push(&job, 0).await
+            {
                 tracing::warn!(id = %new.id, %err, "enqueue failed after the row was committed");
             }
             meanwhile.await
         };
         let (flushed, out) = tokio::join!(flush_wal(&self.db), push_then);
         flushed.map_err(EnqueueError::Flush)?;
-        Ok(out)
+        Ok((status, out))
     }
 
     /// Pushes the job of an existing row again (a no-op while its job is
-    /// still queued: the execution id is its idempotency key). The version
-    /// it was queued at is unknown here; the current one is at least as
-    /// new, which is all read-your-writes needs.
+    /// still queued: the execution id and retry are its idempotency key).
+    /// The version it was queued at is unknown here; the current one is at
+    /// least as new, which is all read-your-writes needs.
     pub async fn repush(&self, row: &execution::Model) -> Result<(), QueueError> {
         let job = RunWorkflow {
             execution_id: row.id,
             workspace: StoreVersion::default(),
             run: RunDetails::of(row),
         };
-        self.queue.push(&job).await
+        self.queue.push(&job, row.retry).await
+    }
+
+    /// Moves the `scheduled` executions whose time came to `pending` and
+    /// pushes them; returns how many. Safe from every API process at once:
+    /// each row is promoted by one of them. A push that fails leaves the row
+    /// pending for the reconciler.
+    pub async fn promote_due(&self) -> Result<usize, EnqueueError> {
+        let rows = statements::promote_due(&self.db, 500)
+            .await
+            .map_err(EnqueueError::Insert)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        flush_wal(&self.db).await.map_err(EnqueueError::Flush)?;
+        for row in &rows {
+            if let Err(err) = self.repush(row).await {
+                tracing::warn!(id = %row.id, %err, "push of a due execution failed; the reconciler retries");
+            }
+        }
+        Ok(rows.len())
     }
 }

@@ -9,6 +9,17 @@ use runeflow_shared::jobs::{RunWorkflow, cancel_channel, finished_channel, wake_
 #[error("queue (Redis): {0}")]
 pub struct QueueError(String);
 
+/// The queue key of an execution's try: its id, then `<id>-r<n>` for the
+/// n-th retry (the id alone stays deduplicated for days, see
+/// `config::IDEMPOTENCY_TTL`).
+pub fn job_key(id: uuid::Uuid, retry: i32) -> String {
+    if retry <= 0 {
+        id.to_string()
+    } else {
+        format!("{id}-r{retry}")
+    }
+}
+
 /// The executions queue (cheap to clone).
 #[derive(Clone)]
 pub struct JobQueue {
@@ -32,10 +43,12 @@ impl JobQueue {
         }
     }
 
-    /// Pushes a job whose task id and idempotency key are the execution id,
-    /// so pushing the same execution twice runs it once.
-    pub async fn push(&self, job: &RunWorkflow) -> Result<(), QueueError> {
-        let id = job.execution_id.to_string();
+    /// Pushes a job whose task id and idempotency key are the execution id
+    /// (with `-r<retry>` for a retry of a user failure), so pushing the same
+    /// try of an execution twice runs it once, and each retry is a job of
+    /// its own.
+    pub async fn push(&self, job: &RunWorkflow, retry: i32) -> Result<(), QueueError> {
+        let id = job_key(job.execution_id, retry);
         let task = TaskBuilder::new(job.clone())
             .task_id(TaskId::from_string(id.clone()))
             .idempotency_key(&id)

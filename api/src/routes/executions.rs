@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::executions::statements::{self, ListFilter, NewExecution};
-use runeflow_shared::executions::{Status, UnknownStatus};
+use runeflow_shared::detect::Settings;
+use runeflow_shared::executions::{RetryPolicy, Status, UnknownStatus};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,46 @@ pub struct CreateExecution {
     pub parameters: serde_json::Value,
     /// Hold the request up to this many seconds for the outcome.
     pub wait: Option<f64>,
+    /// Run not before this time (RFC 3339); the execution is `scheduled`
+    /// until then and can be cancelled meanwhile. Not with `delay`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run in this many seconds (at most a year); like `run_at`.
+    pub delay: Option<f64>,
+}
+
+/// Longest `delay` (and furthest `run_at`) accepted.
+const MAX_DELAY_SECS: f64 = 366.0 * 24.0 * 3600.0;
+
+impl CreateExecution {
+    /// When the execution may start; `None`: at once.
+    fn not_before(&self) -> Result<Option<DateTime<Utc>>> {
+        let at = match (self.run_at, self.delay) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::bad_request(
+                    "invalid_body",
+                    "give `run_at` or `delay`, not both".to_owned(),
+                ));
+            }
+            (Some(at), None) => at,
+            (None, Some(delay)) => {
+                if !(delay.is_finite() && (0.0..=MAX_DELAY_SECS).contains(&delay)) {
+                    return Err(AppError::bad_request(
+                        "invalid_body",
+                        format!("`delay` must be a number of seconds from 0 to {MAX_DELAY_SECS}"),
+                    ));
+                }
+                Utc::now() + chrono::Duration::milliseconds((delay * 1000.0) as i64)
+            }
+            (None, None) => return Ok(None),
+        };
+        if (at - Utc::now()).num_seconds() as f64 > MAX_DELAY_SECS {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "`run_at` is more than a year ahead".to_owned(),
+            ));
+        }
+        Ok(Some(at))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,6 +121,16 @@ pub struct ExecutionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
+    /// A `scheduled` execution starts at this time (delayed run, retry).
+    pub run_at: Option<DateTime<Utc>>,
+    /// Retries of user failures used so far.
+    pub retry: i32,
+    /// Earlier attempts that failed and were retried, oldest first: each
+    /// with `attempt`, `status`, `error {type, message, traceback}`, `logs`
+    /// (the last 64 KiB), `worker`, `started_at`, `finished_at`,
+    /// `duration_ms`.
+    #[schema(value_type = Vec<Object>)]
+    pub attempts: serde_json::Value,
 }
 
 impl From<execution::Model> for ExecutionView {
@@ -110,6 +161,9 @@ impl From<execution::Model> for ExecutionView {
             started_at: e.started_at.map(|t| t.with_timezone(&Utc)),
             finished_at: e.finished_at.map(|t| t.with_timezone(&Utc)),
             duration_ms: e.duration_ms,
+            run_at: e.run_at.map(|t| t.with_timezone(&Utc)),
+            retry: e.retry,
+            attempts: e.attempts,
         }
     }
 }
@@ -138,6 +192,7 @@ pub async fn create(
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
     super::text_value("invalid_body", "workflow", Some(&req.workflow))?;
+    let run_at = req.not_before()?;
     let (target, version) = lookup(&state, &req.workflow).await?;
     let parameters = check_parameters(&target, req.parameters)?;
     if super::json_has_nul(&parameters) {
@@ -154,6 +209,9 @@ pub async fn create(
         parameters,
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
+        run_at,
+        retry_policy: RetryPolicy::from_settings(&Settings::from_json(&target.settings))
+            .map(|p| p.to_json()),
     };
     // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();
@@ -166,7 +224,7 @@ pub async fn create(
             _ => Ok(None),
         }
     };
-    let waited = state
+    let (status, waited) = state
         .enqueue
         .submit(&new, version, wait)
         .await
@@ -185,10 +243,7 @@ pub async fn create(
         }
         None => Ok((
             StatusCode::ACCEPTED,
-            Json(Enqueued {
-                id,
-                status: Status::Pending,
-            }),
+            Json(Enqueued { id, status }),
         )
             .into_response()),
     }

@@ -37,6 +37,15 @@ pub struct Model {
     pub duration_ms: Option<i64>,
     /// Why the last attempt ended in a worker fault, if one did.
     pub last_fault: Option<String>,
+    /// When a `scheduled` execution becomes `pending` (delayed runs, retries).
+    pub run_at: Option<DateTimeWithTimeZone>,
+    /// `{retries, backoff_seconds, retry_on}` from the workflow when it was
+    /// queued; `None`: user failures are final.
+    pub retry_policy: Option<Json>,
+    /// Retries of user failures used so far.
+    pub retry: i32,
+    /// Earlier attempts that failed and were retried, oldest first.
+    pub attempts: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,8 +3,10 @@
 //! ([`statements`]). Nothing else writes the table, so a new feature adds
 //! its transition here (and to the table in ARCHITECTURE.md) or not at all.
 
+mod retry;
 pub mod statements;
 mod status;
 pub mod transitions;
 
+pub use retry::{DEFAULT_BACKOFF_SECONDS, MAX_BACKOFF, RetryPolicy};
 pub use status::{Status, UnknownStatus};
