@@ -152,13 +152,26 @@ async fn process(
         .await
         .map_err(|lost| Fault::Retry(lost.to_string()))?;
     let t_ran = t0.elapsed();
-    let recorded =
-        finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
+    let retry_at = record::retry_at(&row, &finished);
+    let recorded = match retry_at {
+        Some(at) => {
+            finish_with_retries(ctx, || {
+                record::retry_later(&ctx.db, id, row.attempt, &finished, at)
+            })
+            .await?
+        }
+        None => {
+            finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?
+        }
+    };
     if recorded.is_none() {
         tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
     }
     let t_recorded = t0.elapsed();
-    announce(ctx, id, recorded.as_deref()).await;
+    // A retried attempt is not an outcome: `wait`ing requests go on waiting.
+    if recorded.as_ref().is_some_and(|row| row.status.is_final()) || recorded.is_none() {
+        announce(ctx, id, recorded.as_deref()).await;
+    }
     let t_announced = t0.elapsed();
     let durable = make_durable(ctx).await;
     // Phases overlap when the child was prepared during the start update:

@@ -12,9 +12,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use runeflow_shared::detect::Parameter;
+use runeflow_shared::detect::Settings;
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::executions::statements::{self, ListFilter, NewExecution};
-use runeflow_shared::detect::Settings;
 use runeflow_shared::executions::{RetryPolicy, Status, UnknownStatus};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -224,14 +224,15 @@ pub async fn create(
             _ => Ok(None),
         }
     };
-    let (status, waited) = state
-        .enqueue
-        .submit(&new, version, wait)
-        .await
-        .map_err(|e| match e {
-            EnqueueError::Insert(e) => AppError::from(e),
-            flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
-        })?;
+    let (status, waited) =
+        state
+            .enqueue
+            .submit(&new, version, wait)
+            .await
+            .map_err(|e| match e {
+                EnqueueError::Insert(e) => AppError::from(e),
+                flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
+            })?;
     match waited? {
         Some(row) => {
             let code = if row.status.is_final() {
@@ -241,11 +242,7 @@ pub async fn create(
             };
             Ok((code, Json(ExecutionView::from(row))).into_response())
         }
-        None => Ok((
-            StatusCode::ACCEPTED,
-            Json(Enqueued { id, status }),
-        )
-            .into_response()),
+        None => Ok((StatusCode::ACCEPTED, Json(Enqueued { id, status })).into_response()),
     }
 }
 

@@ -102,7 +102,10 @@ mod tests {
         assert!(!any.retries(2, "ValueError"), "both retries used");
         let some = policy(3, Some(&["TimeoutError", "ConnectionError"]));
         assert!(some.retries(0, "ConnectionError"));
-        assert!(some.retries(0, "Timeout"), "the worker's timeout is a TimeoutError");
+        assert!(
+            some.retries(0, "Timeout"),
+            "the worker's timeout is a TimeoutError"
+        );
         assert!(!some.retries(0, "ValueError"));
     }
 

@@ -136,7 +136,8 @@ pub const ATTEMPT_LOG_CHARS: i32 = 65536;
 
 /// Ends attempt `attempt` as a failure to retry at `run_at`: its outcome
 /// goes to `attempts` (logs cut to their last [`ATTEMPT_LOG_CHARS`]), the
-/// row becomes `scheduled` with `retry + 1`. Only while that attempt owns
+/// row becomes `scheduled` with `retry + 1` and no `started_at` (the next
+/// try's start sets it). Only while that attempt owns
 /// the row: the row, or `None`.
 pub async fn retry_later(
     db: &impl ConnectionTrait,
@@ -155,7 +156,7 @@ pub async fn retry_later(
                      'logs', right($7::text, {ATTEMPT_LOG_CHARS}),
                      'started_at', started_at, 'finished_at', now(),
                      'duration_ms', $8::bigint)),
-                 status = 'scheduled', run_at = $9, retry = retry + 1,
+                 status = 'scheduled', run_at = $9, retry = retry + 1, started_at = NULL,
                  result = NULL, error_type = NULL, error_message = NULL,
                  error_traceback = NULL, logs = '', logs_truncated = false
              FROM {ASYNC_COMMIT}

@@ -19,7 +19,11 @@ const fn t(from: Status, to: Status, by: &'static str) -> Transition {
 
 /// Every legal transition. A final status has none out of it.
 pub const TABLE: &[Transition] = &[
-    t(Scheduled, Pending, "its time came (delayed run, or a retry's backoff)"),
+    t(
+        Scheduled,
+        Pending,
+        "its time came (delayed run, or a retry's backoff)",
+    ),
     t(Scheduled, Cancelled, "cancel before its time"),
     t(Pending, Running, "a worker starts attempt 1"),
     t(Pending, Cancelled, "cancel before a worker started it"),
@@ -27,7 +31,11 @@ pub const TABLE: &[Transition] = &[
     t(Running, Success, "the attempt's outcome"),
     t(Running, Failed, "the attempt's outcome, or given up"),
     t(Running, Timeout, "the attempt's outcome"),
-    t(Running, Scheduled, "a failed attempt with retries left waits for its backoff"),
+    t(
+        Running,
+        Scheduled,
+        "a failed attempt with retries left waits for its backoff",
+    ),
     t(Running, Cancelled, "cancel of the running attempt"),
 ];
 
