@@ -21,6 +21,7 @@ async fn pending(env: &TestEnv) -> Uuid {
         timeout_seconds: Some(2.5),
         run_at: None,
         retry_policy: None,
+        max_concurrency: None,
     };
     assert_eq!(
         statements::insert(&env.db, &new).await.unwrap(),

@@ -1,6 +1,7 @@
 //! Starting `scheduled` executions when their time comes (delayed runs and
 //! the backoff of retries): every [`EVERY`], the due rows become `pending`
-//! and their jobs are pushed. Every API process runs this; each row is
+//! and their jobs are pushed; so do executions waiting for a concurrency
+//! slot that is free (normally the worker that freed it releases it). Every API process runs this; each row is
 //! promoted by exactly one of them (see `statements::promote_due`).
 
 use std::future::Future;
@@ -25,6 +26,14 @@ pub async fn run(enqueue: Enqueue, stop: impl Future<Output = ()>) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(executions = n, "due executions queued"),
             Err(err) => tracing::warn!(%err, "queueing due executions failed"),
+        }
+        match enqueue.release_slots().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                executions = n,
+                "free concurrency slots given to waiting executions"
+            ),
+            Err(err) => tracing::warn!(%err, "releasing concurrency slots failed"),
         }
     }
 }

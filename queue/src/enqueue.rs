@@ -8,8 +8,8 @@ use std::future::Future;
 
 use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution;
-use runeflow_shared::executions::Status;
 use runeflow_shared::executions::statements::{self, NewExecution};
+use runeflow_shared::executions::{Status, limits};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -69,6 +69,7 @@ impl Enqueue {
                 function: new.function_name.clone(),
                 parameters: new.parameters.clone(),
                 timeout_seconds: new.timeout_seconds,
+                max_concurrency: new.max_concurrency,
             },
         };
         let push_then = async {
@@ -94,7 +95,38 @@ impl Enqueue {
             workspace: StoreVersion::default(),
             run: RunDetails::of(row),
         };
-        self.queue.push(&job, row.retry).await
+        self.queue.push(&job, row.requeues).await
+    }
+
+    /// Gives the free concurrency slots to waiting executions and pushes
+    /// them (the safety net of the worker's release; see
+    /// `executions::limits`); returns how many.
+    pub async fn release_slots(&self) -> Result<usize, EnqueueError> {
+        let keys = limits::waiting_keys(&self.db)
+            .await
+            .map_err(EnqueueError::Insert)?;
+        let mut released = 0;
+        for key in keys {
+            let rows = limits::release_slots(&self.db, &key)
+                .await
+                .map_err(EnqueueError::Insert)?;
+            released += self.push_rows(&rows).await?;
+        }
+        Ok(released)
+    }
+
+    /// Makes `rows` (just moved to `pending`) durable and pushes them.
+    pub async fn push_rows(&self, rows: &[execution::Model]) -> Result<usize, EnqueueError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        flush_wal(&self.db).await.map_err(EnqueueError::Flush)?;
+        for row in rows {
+            if let Err(err) = self.repush(row).await {
+                tracing::warn!(id = %row.id, %err, "push of a due execution failed; the reconciler retries");
+            }
+        }
+        Ok(rows.len())
     }
 
     /// Moves the `scheduled` executions whose time came to `pending` and
@@ -105,15 +137,6 @@ impl Enqueue {
         let rows = statements::promote_due(&self.db, 500)
             .await
             .map_err(EnqueueError::Insert)?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        flush_wal(&self.db).await.map_err(EnqueueError::Flush)?;
-        for row in &rows {
-            if let Err(err) = self.repush(row).await {
-                tracing::warn!(id = %row.id, %err, "push of a due execution failed; the reconciler retries");
-            }
-        }
-        Ok(rows.len())
+        self.push_rows(&rows).await
     }
 }

@@ -9,14 +9,14 @@ use runeflow_shared::jobs::{RunWorkflow, cancel_channel, finished_channel, wake_
 #[error("queue (Redis): {0}")]
 pub struct QueueError(String);
 
-/// The queue key of an execution's try: its id, then `<id>-r<n>` for the
-/// n-th retry (the id alone stays deduplicated for days, see
-/// `config::IDEMPOTENCY_TTL`).
-pub fn job_key(id: uuid::Uuid, retry: i32) -> String {
-    if retry <= 0 {
+/// The queue key of an execution's push: its id, then `<id>-r<n>` after it
+/// went back to the queue n times (a retry, a wait for a concurrency
+/// slot); a key stays deduplicated for days (`config::IDEMPOTENCY_TTL`).
+pub fn job_key(id: uuid::Uuid, requeues: i32) -> String {
+    if requeues <= 0 {
         id.to_string()
     } else {
-        format!("{id}-r{retry}")
+        format!("{id}-r{requeues}")
     }
 }
 
@@ -43,12 +43,11 @@ impl JobQueue {
         }
     }
 
-    /// Pushes a job whose task id and idempotency key are the execution id
-    /// (with `-r<retry>` for a retry of a user failure), so pushing the same
-    /// try of an execution twice runs it once, and each retry is a job of
-    /// its own.
-    pub async fn push(&self, job: &RunWorkflow, retry: i32) -> Result<(), QueueError> {
-        let id = job_key(job.execution_id, retry);
+    /// Pushes a job whose task id and idempotency key are [`job_key`], so
+    /// pushing the same execution twice runs it once, and each requeue (a
+    /// retry, a freed concurrency slot) is a job of its own.
+    pub async fn push(&self, job: &RunWorkflow, requeues: i32) -> Result<(), QueueError> {
+        let id = job_key(job.execution_id, requeues);
         let task = TaskBuilder::new(job.clone())
             .task_id(TaskId::from_string(id.clone()))
             .idempotency_key(&id)

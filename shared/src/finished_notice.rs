@@ -95,6 +95,9 @@ mod tests {
             retry_policy: None,
             retry: 0,
             attempts: serde_json::json!([]),
+            requeues: 0,
+            concurrency_key: None,
+            max_concurrency: None,
         }
     }
 

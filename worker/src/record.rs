@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use runeflow_shared::entities::execution;
+use runeflow_shared::executions::limits::{self, Admitted};
 use runeflow_shared::executions::statements::Outcome as Stored;
 use runeflow_shared::executions::{RetryPolicy, Status, statements};
 use sea_orm::{DatabaseConnection, DbErr};
@@ -30,6 +31,9 @@ pub enum Start {
     Skip,
     /// Lost to worker faults too often: recorded as failed, do not run.
     GaveUp,
+    /// Its workflow's `max_concurrency` is reached: the row waits for a
+    /// slot (see `executions::limits`); acknowledge only.
+    Waiting,
 }
 
 /// Notes why an attempt ended in a worker fault (kept for the `WorkerLost`
@@ -45,8 +49,17 @@ pub async fn start(
     id: Uuid,
     worker: &str,
     max_attempts: i32,
+    limit: Option<(&str, i32)>,
 ) -> Result<Start, DbErr> {
-    let Some(row) = statements::start(db, id, worker).await? else {
+    let started = match limit {
+        Some((key, max)) => match limits::start_limited(db, id, worker, key, max).await? {
+            Admitted::Started(row) => Some(*row),
+            Admitted::Waiting => return Ok(Start::Waiting),
+            Admitted::Skip => None,
+        },
+        None => statements::start(db, id, worker).await?,
+    };
+    let Some(row) = started else {
         return Ok(Start::Skip);
     };
     // Each try (the first run, then each retry of a user failure) starts

@@ -201,6 +201,7 @@ pub async fn create(
         ));
     }
     let id = Uuid::now_v7();
+    let settings = Settings::from_json(&target.settings);
     let new = NewExecution {
         id,
         workflow_name: target.name.clone(),
@@ -210,8 +211,10 @@ pub async fn create(
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
         run_at,
-        retry_policy: RetryPolicy::from_settings(&Settings::from_json(&target.settings))
-            .map(|p| p.to_json()),
+        retry_policy: RetryPolicy::from_settings(&settings).map(|p| p.to_json()),
+        max_concurrency: settings
+            .max_concurrency
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
     };
     // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();

@@ -46,6 +46,12 @@ pub struct Model {
     pub retry: i32,
     /// Earlier attempts that failed and were retried, oldest first.
     pub attempts: Json,
+    /// Times the row went back to the queue (a retry, a wait for a
+    /// concurrency slot): each push of it is a job of its own.
+    pub requeues: i32,
+    /// `path::function` of a workflow with `max_concurrency`, else `None`.
+    pub concurrency_key: Option<String>,
+    pub max_concurrency: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

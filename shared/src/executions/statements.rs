@@ -43,7 +43,15 @@ pub const CANCEL: Move = Move {
     to: &[Cancelled],
 };
 /// Every status change a statement here makes.
-pub const MOVES: &[Move] = &[START, FINISH, PROMOTE, RETRY_LATER, CANCEL];
+pub const MOVES: &[Move] = &[
+    START,
+    FINISH,
+    PROMOTE,
+    RETRY_LATER,
+    CANCEL,
+    super::limits::WAIT_FOR_SLOT,
+    super::limits::RELEASE_SLOT,
+];
 
 /// What a new execution is: the row's immutable part.
 #[derive(Debug, Clone)]
@@ -60,6 +68,8 @@ pub struct NewExecution {
     pub run_at: Option<DateTime<Utc>>,
     /// The workflow's retry policy when it was queued (see `RetryPolicy`).
     pub retry_policy: Option<serde_json::Value>,
+    /// The workflow's `max_concurrency` (see `limits`).
+    pub max_concurrency: Option<i32>,
 }
 
 impl NewExecution {
@@ -79,8 +89,8 @@ pub async fn insert(db: &impl ConnectionTrait, new: &NewExecution) -> Result<Sta
         format!(
             "INSERT INTO executions (id, workflow_name, workflow_path, function_name, parameters,
                                      status, workspace_gen, timeout_seconds, queued_at,
-                                     run_at, retry_policy)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10 FROM {ASYNC_COMMIT}"
+                                     run_at, retry_policy, max_concurrency, concurrency_key)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12 FROM {ASYNC_COMMIT}"
         )
     });
     let status = new.initial_status();
@@ -98,6 +108,10 @@ pub async fn insert(db: &impl ConnectionTrait, new: &NewExecution) -> Result<Sta
             new.timeout_seconds.into(),
             new.run_at.map(|at| at.fixed_offset()).into(),
             new.retry_policy.clone().into(),
+            new.max_concurrency.into(),
+            new.max_concurrency
+                .map(|_| super::limits::key(&new.workflow_path, &new.function_name))
+                .into(),
         ],
     ))
     .await?;
@@ -157,6 +171,7 @@ pub async fn retry_later(
                      'started_at', started_at, 'finished_at', now(),
                      'duration_ms', $8::bigint)),
                  status = 'scheduled', run_at = $9, retry = retry + 1, started_at = NULL,
+                 requeues = requeues + 1,
                  result = NULL, error_type = NULL, error_message = NULL,
                  error_traceback = NULL, logs = '', logs_truncated = false
              FROM {ASYNC_COMMIT}

@@ -27,6 +27,11 @@ pub const TABLE: &[Transition] = &[
     t(Scheduled, Cancelled, "cancel before its time"),
     t(Pending, Running, "a worker starts attempt 1"),
     t(Pending, Cancelled, "cancel before a worker started it"),
+    t(
+        Pending,
+        Scheduled,
+        "its workflow's max_concurrency is reached: it waits for a slot",
+    ),
     t(Running, Running, "a redelivery starts the next attempt"),
     t(Running, Success, "the attempt's outcome"),
     t(Running, Failed, "the attempt's outcome, or given up"),
