@@ -558,6 +558,7 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "get"),
         ("/api/executions/{id}", "get"),
         ("/api/executions/{id}/cancel", "post"),
+        ("/api/data-providers/{name}", "post"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];

@@ -30,7 +30,7 @@ use crate::state::AppState;
 use crate::waiters::Wakeup;
 
 /// Longest `wait` honoured, in seconds.
-const MAX_WAIT_SECS: f64 = 300.0;
+pub(crate) const MAX_WAIT_SECS: f64 = 300.0;
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 500;
 
@@ -256,7 +256,10 @@ pub async fn create(
 /// row found is then at least as new as the version it is cached under (a
 /// read that overtook a write published in between would be cached as
 /// current until the next write).
-async fn lookup(state: &AppState, reference: &str) -> Result<(Arc<workflow::Model>, StoreVersion)> {
+pub(crate) async fn lookup(
+    state: &AppState,
+    reference: &str,
+) -> Result<(Arc<workflow::Model>, StoreVersion)> {
     let version = state
         .store()
         .version()
@@ -286,7 +289,7 @@ async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow:
 
 /// Parameters must be an object naming every required parameter and no
 /// unknown one (checked against the metadata extracted from the source).
-fn check_parameters(
+pub(crate) fn check_parameters(
     target: &workflow::Model,
     given: serde_json::Value,
 ) -> Result<serde_json::Value> {
@@ -341,7 +344,7 @@ fn check_parameters(
 /// "finished" notifications; returns the row as it then is. `finished`
 /// must have been subscribed before the job was pushed, so no notification
 /// can slip past: the row is read only when one says it may have changed.
-async fn wait_for(
+pub(crate) async fn wait_for(
     state: &AppState,
     mut finished: Receiver<Wakeup>,
     id: Uuid,

@@ -1,5 +1,6 @@
 //! One module per HTTP resource, each exporting `router()`, merged here.
 
+pub mod data_providers;
 pub mod executions;
 pub mod files;
 pub mod git;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(workflows::router())
         .merge(executions::router())
+        .merge(data_providers::router())
         .merge(git::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));
