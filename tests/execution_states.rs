@@ -19,6 +19,7 @@ async fn pending(env: &TestEnv) -> Uuid {
         parameters: serde_json::json!({"name": "x"}),
         workspace_gen: 3,
         timeout_seconds: Some(2.5),
+        schedule_tick: None,
     };
     statements::insert_pending(&env.db, &new).await.unwrap();
     new.id

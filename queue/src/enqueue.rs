@@ -1,8 +1,9 @@
 //! The one way an execution enters the system: insert its `pending` row,
 //! push its job, wake a worker, and make the row durable before the caller
 //! promises anything. REST create uses it; so does the reconciler's
-//! re-push of rows whose job may be lost (and, later, schedules, endpoints
-//! and retries).
+//! re-push of rows whose job may be lost, and the scheduler (`insert_in`
+//! within its transaction, then `push_committed`); later endpoints and
+//! retries.
 
 use std::future::Future;
 
@@ -11,7 +12,7 @@ use runeflow_shared::entities::execution;
 use runeflow_shared::executions::statements::{self, NewExecution};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use crate::push::{JobQueue, QueueError};
 
@@ -58,6 +59,41 @@ impl Enqueue {
         statements::insert_pending(&self.db, new)
             .await
             .map_err(EnqueueError::Insert)?;
+        self.push_then(new, workspace, meanwhile).await
+    }
+
+    /// Inserts `new` as `pending` inside the caller's transaction `txn`
+    /// (the scheduler's, which holds the schedule row): false when its
+    /// `schedule_tick` was already enqueued. Once `txn` commits, the caller
+    /// hands each inserted row to [`Enqueue::push_committed`].
+    pub async fn insert_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        new: &NewExecution,
+    ) -> Result<bool, EnqueueError> {
+        statements::insert_pending(txn, new)
+            .await
+            .map_err(EnqueueError::Insert)
+    }
+
+    /// Pushes the job of a row [`Enqueue::insert_in`] inserted (after its
+    /// transaction committed) and makes it durable. A failed push is logged:
+    /// the reconciler pushes the pending row again.
+    pub async fn push_committed(
+        &self,
+        new: &NewExecution,
+        workspace: StoreVersion,
+    ) -> Result<(), EnqueueError> {
+        self.push_then(new, workspace, async {}).await
+    }
+
+    /// Push ∥ flush, then `meanwhile`'s output.
+    async fn push_then<T>(
+        &self,
+        new: &NewExecution,
+        workspace: StoreVersion,
+        meanwhile: impl Future<Output = T>,
+    ) -> Result<T, EnqueueError> {
         let job = RunWorkflow {
             execution_id: new.id,
             workspace,

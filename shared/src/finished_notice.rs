@@ -91,6 +91,7 @@ mod tests {
             finished_at: Some(now),
             duration_ms: Some(3),
             last_fault: None,
+            schedule_tick: None,
         }
     }
 

@@ -154,6 +154,7 @@ pub async fn create(
         parameters,
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
+        schedule_tick: None,
     };
     // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();

@@ -37,6 +37,10 @@ pub struct Model {
     pub duration_ms: Option<i64>,
     /// Why the last attempt ended in a worker fault, if one did.
     pub last_fault: Option<String>,
+    /// `<schedule id>@<tick RFC 3339>` for a run a schedule enqueued
+    /// (unique: one execution per tick).
+    #[serde(default)]
+    pub schedule_tick: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -46,33 +46,39 @@ pub struct NewExecution {
     /// Module-store generation the API saw.
     pub workspace_gen: u64,
     pub timeout_seconds: Option<f64>,
+    /// The schedule tick that enqueued it (`<schedule id>@<tick>`), unique.
+    pub schedule_tick: Option<String>,
 }
 
-/// Inserts a `pending` row (asynchronous commit).
-pub async fn insert_pending(db: &impl ConnectionTrait, new: &NewExecution) -> Result<(), DbErr> {
+/// Inserts a `pending` row (asynchronous commit): true when inserted, false
+/// when a row already holds its `schedule_tick` (that tick was enqueued).
+pub async fn insert_pending(db: &impl ConnectionTrait, new: &NewExecution) -> Result<bool, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO executions (id, workflow_name, workflow_path, function_name, parameters,
-                                     status, workspace_gen, timeout_seconds, queued_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now() FROM {ASYNC_COMMIT}"
+                                     status, workspace_gen, timeout_seconds, queued_at, schedule_tick)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now(), $9 FROM {ASYNC_COMMIT}
+             ON CONFLICT (schedule_tick) DO NOTHING"
         )
     });
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        SQL.as_str(),
-        [
-            new.id.into(),
-            new.workflow_name.clone().into(),
-            new.workflow_path.clone().into(),
-            new.function_name.clone().into(),
-            new.parameters.clone().into(),
-            Pending.as_str().into(),
-            i64::try_from(new.workspace_gen).unwrap_or(i64::MAX).into(),
-            new.timeout_seconds.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            SQL.as_str(),
+            [
+                new.id.into(),
+                new.workflow_name.clone().into(),
+                new.workflow_path.clone().into(),
+                new.function_name.clone().into(),
+                new.parameters.clone().into(),
+                Pending.as_str().into(),
+                i64::try_from(new.workspace_gen).unwrap_or(i64::MAX).into(),
+                new.timeout_seconds.into(),
+                new.schedule_tick.clone().into(),
+            ],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Marks the execution running for a new attempt (`attempt + 1`) by
