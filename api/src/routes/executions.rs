@@ -218,7 +218,7 @@ async fn lookup(state: &AppState, reference: &str) -> Result<(Arc<workflow::Mode
     Ok((target, version))
 }
 
-async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow::Model> {
+pub(crate) async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow::Model> {
     if let Some((path, function)) = reference.rsplit_once("::") {
         return workflow::Entity::find()
             .filter(workflow::Column::Path.eq(path))
@@ -232,7 +232,7 @@ async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow:
 
 /// Parameters must be an object naming every required parameter and no
 /// unknown one (checked against the metadata extracted from the source).
-fn check_parameters(
+pub(crate) fn check_parameters(
     target: &workflow::Model,
     given: serde_json::Value,
 ) -> Result<serde_json::Value> {
