@@ -189,14 +189,14 @@ async fn api_schedules_are_created_listed_and_deleted() {
     env.cleanup().await;
 }
 
-/// Creates a one-second API schedule of `greet` and returns its id.
-async fn every_second(env: &TestEnv, catch_up: bool) -> String {
+/// Creates an API schedule of `greet` and returns its id.
+async fn scheduled(env: &TestEnv, cron: &str, catch_up: bool) -> String {
     let r = env.put("flows/greet.py", GREET).await;
     assert!(r.status.is_success(), "{}", r.text());
     let r = env
         .post_json(
             "/api/schedules",
-            json!({"workflow": "greet", "cron": "* * * * * *", "parameters": {"name": "tick"},
+            json!({"workflow": "greet", "cron": cron, "parameters": {"name": "tick"},
                    "catch_up": catch_up}),
         )
         .await;
@@ -204,10 +204,9 @@ async fn every_second(env: &TestEnv, catch_up: bool) -> String {
     r.json()["id"].as_str().expect("id").to_owned()
 }
 
-async fn ticks_of(env: &TestEnv, id: &str, older_than_secs: f64) -> i64 {
+async fn executions_of(env: &TestEnv, id: &str) -> i64 {
     env.count(&format!(
-        "SELECT count(*) FROM executions WHERE schedule_tick LIKE '{id}@%' \
-         AND split_part(schedule_tick, '@', 2)::timestamptz < now() - interval '{older_than_secs} seconds'"
+        "SELECT count(*) FROM executions WHERE schedule_tick LIKE '{id}@%'"
     ))
     .await
 }
@@ -215,13 +214,21 @@ async fn ticks_of(env: &TestEnv, id: &str, older_than_secs: f64) -> i64 {
 #[tokio::test]
 async fn missed_ticks_run_once_with_catch_up_and_not_at_all_without() {
     let env = TestEnv::new().await;
-    let with = every_second(&env, true).await;
-    let without = every_second(&env, false).await;
+    // Per-minute schedules: 60 missed ticks each, and (away from a minute
+    // boundary) no on-time tick, so the counts below are exact.
+    let with = scheduled(&env, "0 * * * * *", true).await;
+    let without = scheduled(&env, "0 * * * * *", false).await;
+    // And a one-second schedule: 3 600 missed ticks.
+    let dense = scheduled(&env, "* * * * * *", true).await;
     env.count(&format!(
         "WITH moved AS (UPDATE schedules SET last_tick = now() - interval '1 hour' \
-         WHERE id IN ('{with}', '{without}') RETURNING 1) SELECT count(*) FROM moved"
+         WHERE id IN ('{with}', '{without}', '{dense}') RETURNING 1) SELECT count(*) FROM moved"
     ))
     .await;
+    let second = chrono::Utc::now().timestamp() % 60;
+    if !(3..=55).contains(&second) {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
     // Two "processes" run a pass at the same moment, then one more pass.
     let (a, b) = (api_state(&env), api_state(&env));
     let (ra, rb) = tokio::join!(
@@ -232,10 +239,20 @@ async fn missed_ticks_run_once_with_catch_up_and_not_at_all_without() {
     rb.expect("pass b");
     runeflow_api::scheduler::pass(&a).await.expect("pass");
 
-    // 3 600 missed ticks: one catch-up execution with catch_up, none without
-    // (the on-time ticks of the last second or so run in both cases).
-    assert_eq!(ticks_of(&env, &with, 3.0).await, 1);
-    assert_eq!(ticks_of(&env, &without, 3.0).await, 0);
+    assert_eq!(executions_of(&env, &with).await, 1);
+    assert_eq!(executions_of(&env, &without).await, 0);
+    // One catch-up execution, then at most the on-time ticks of the passes.
+    let dense_runs = executions_of(&env, &dense).await;
+    assert!((1..=4).contains(&dense_runs), "{dense_runs} executions");
+    // The catch-up ran the latest missed minute.
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM executions WHERE schedule_tick LIKE '{with}@%' \
+             AND split_part(schedule_tick, '@', 2)::timestamptz = date_trunc('minute', now())"
+        ))
+        .await,
+        1
+    );
     let all = env
         .count("SELECT count(*) FROM executions WHERE schedule_tick IS NOT NULL")
         .await;
@@ -243,7 +260,6 @@ async fn missed_ticks_run_once_with_catch_up_and_not_at_all_without() {
         .count("SELECT count(DISTINCT schedule_tick) FROM executions")
         .await;
     assert_eq!(all, distinct);
-    assert!(all <= 1 + 2 * 3, "{all} executions");
     // Each row is a pending execution of greet with the schedule's parameters.
     assert_eq!(
         env.count(
@@ -288,7 +304,7 @@ async fn two_api_processes_enqueue_exactly_one_execution_per_tick() {
     // Both processes are up before the schedule exists, so the window below
     // is the schedule's whole life.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let id = every_second(&env, true).await;
+    let id = scheduled(&env, "* * * * * *", true).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let r = delete_schedule(&env, &id).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
