@@ -104,7 +104,10 @@ async fn a_decorator_schedule_follows_its_file() {
 
     // Removing the schedule from the decorator drops it; so does a delete.
     let r = env
-        .put("jobs/nightly.py", GREET.replace("greet", "nightly").as_str())
+        .put(
+            "jobs/nightly.py",
+            GREET.replace("greet", "nightly").as_str(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(schedules(&env).await, Vec::<Value>::new());
@@ -125,27 +128,59 @@ async fn api_schedules_are_created_listed_and_deleted() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
 
     let bad_cron = env
-        .post_json("/api/schedules", json!({"workflow": "greet", "cron": "61 * * * *", "parameters": {"name": "a"}}))
+        .post_json(
+            "/api/schedules",
+            json!({"workflow": "greet", "cron": "61 * * * *", "parameters": {"name": "a"}}),
+        )
         .await;
-    assert_eq!(bad_cron.status, StatusCode::BAD_REQUEST, "{}", bad_cron.text());
+    assert_eq!(
+        bad_cron.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_cron.text()
+    );
     assert_eq!(bad_cron.error_code(), "invalid_schedule");
-    assert!(bad_cron.text().contains("61 * * * *"), "{}", bad_cron.text());
+    assert!(
+        bad_cron.text().contains("61 * * * *"),
+        "{}",
+        bad_cron.text()
+    );
     let bad_zone = env
         .post_json(
             "/api/schedules",
             json!({"workflow": "greet", "cron": "0 9 * * *", "timezone": "Mars/Olympus", "parameters": {"name": "a"}}),
         )
         .await;
-    assert_eq!(bad_zone.status, StatusCode::BAD_REQUEST, "{}", bad_zone.text());
-    assert!(bad_zone.text().contains("Mars/Olympus"), "{}", bad_zone.text());
+    assert_eq!(
+        bad_zone.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_zone.text()
+    );
+    assert!(
+        bad_zone.text().contains("Mars/Olympus"),
+        "{}",
+        bad_zone.text()
+    );
     let unknown = env
-        .post_json("/api/schedules", json!({"workflow": "nope", "cron": "0 9 * * *"}))
+        .post_json(
+            "/api/schedules",
+            json!({"workflow": "nope", "cron": "0 9 * * *"}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
     let missing = env
-        .post_json("/api/schedules", json!({"workflow": "greet", "cron": "0 9 * * *"}))
+        .post_json(
+            "/api/schedules",
+            json!({"workflow": "greet", "cron": "0 9 * * *"}),
+        )
         .await;
-    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", missing.text());
+    assert_eq!(
+        missing.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        missing.text()
+    );
     assert!(missing.text().contains("name"), "{}", missing.text());
     assert_eq!(env.count("SELECT count(*) FROM schedules").await, 0);
 
@@ -333,5 +368,84 @@ async fn two_api_processes_enqueue_exactly_one_execution_per_tick() {
         ))
         .await;
     assert_eq!(span, rows - 1, "ticks were skipped or collapsed");
+    env.cleanup().await;
+}
+
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_runeflow"))
+        .args(args)
+        .env("RUNEFLOW_URL", url)
+        .env("RUNEFLOW_API_TOKEN", TOKEN)
+        .output()
+        .expect("run runeflow")
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_and_removes_schedules() {
+    let env = TestEnv::new().await;
+    let r = env.put("flows/greet.py", GREET).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let server = env.serve_http().await;
+    let added = tokio::task::spawn_blocking({
+        let server_url = server.url.clone();
+        move || {
+            cli(
+                &server_url,
+                &[
+                    "schedules",
+                    "add",
+                    "greet",
+                    "0 9 * * *",
+                    "--timezone",
+                    "Europe/Paris",
+                    "-p",
+                    "name=Ada",
+                    "--no-catch-up",
+                ],
+            )
+        }
+    })
+    .await
+    .expect("join");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let out = String::from_utf8_lossy(&added.stdout).to_string();
+    let id = out.split('\t').next().expect("id").to_owned();
+    assert!(
+        out.contains("\tapi\tgreet\t0 9 * * *\tEurope/Paris\tnext "),
+        "{out}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM schedules WHERE NOT catch_up AND parameters = '{\"name\": \"Ada\"}'::jsonb")
+            .await,
+        1
+    );
+    let url = server.url.clone();
+    let (listed, removed, again) = tokio::task::spawn_blocking(move || {
+        (
+            cli(&url, &["schedules", "ls"]),
+            cli(&url, &["schedules", "rm", &id]),
+            cli(&url, &["schedules", "rm", &id]),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\tgreet\t0 9 * * *"));
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no schedule"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(env.count("SELECT count(*) FROM schedules").await, 0);
+    drop(server);
     env.cleanup().await;
 }

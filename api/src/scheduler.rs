@@ -135,7 +135,10 @@ async fn handle(
 async fn target(
     state: &AppState,
     row: &ScheduleRow,
-) -> crate::error::Result<(runeflow_shared::entities::workflow::Model, serde_json::Value)> {
+) -> crate::error::Result<(
+    runeflow_shared::entities::workflow::Model,
+    serde_json::Value,
+)> {
     let workflow =
         crate::routes::executions::resolve_workflow(state, &row.workflow_reference()).await?;
     let parameters =

@@ -10,8 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use runeflow_shared::schedule::{DEFAULT_TIMEZONE, Schedule};
-use runeflow_shared::schedules::statements::{self, Deleted, NewApiSchedule};
 use runeflow_shared::schedules::ScheduleRow;
+use runeflow_shared::schedules::statements::{self, Deleted, NewApiSchedule};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -175,10 +175,7 @@ pub async fn show(
         (status = 409, description = "A decorator schedule: edit or delete its file instead", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn remove(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode> {
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     let id = schedule_id(&id)?;
     match statements::delete_api(state.db(), id).await? {
         Deleted::Deleted => Ok(StatusCode::NO_CONTENT),
