@@ -557,6 +557,11 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "post"),
         ("/api/executions", "get"),
         ("/api/executions/{id}", "get"),
+        ("/api/executions/{id}/cancel", "post"),
+        ("/api/schedules", "post"),
+        ("/api/schedules", "get"),
+        ("/api/schedules/{id}", "get"),
+        ("/api/schedules/{id}", "delete"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];
