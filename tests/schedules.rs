@@ -357,6 +357,7 @@ async fn two_api_processes_enqueue_exactly_one_execution_per_tick() {
             "SELECT count(DISTINCT schedule_tick) FROM executions WHERE schedule_tick LIKE '{id}@%'"
         ))
         .await;
+    println!("two API processes, ~10 s: {rows} executions, {distinct} distinct ticks");
     assert_eq!(rows, distinct, "a tick enqueued twice");
     assert!((9..=11).contains(&rows), "{rows} executions in ~10 s");
     // Consecutive seconds, none lost: ticks span rows - 1 seconds.

@@ -89,6 +89,16 @@ pub async fn sync_decorator(db: &DatabaseConnection) -> Result<(), DbErr> {
         FROM workflows w
         WHERE w.settings ? 'schedule' AND w.kind = 'workflow'
           AND w.settings->'schedule'->>'cron' IS NOT NULL
+          -- Rows already in step are left out, so a pass with nothing to
+          -- change locks nothing (the upsert would lock every conflicting
+          -- row, and another process's pass would then skip it).
+          AND NOT EXISTS (
+              SELECT 1 FROM schedules s
+              WHERE s.source = 'decorator' AND s.source_path = w.path
+                AND s.function_name = w.function_name AND s.workflow_name = w.name
+                AND s.cron = w.settings->'schedule'->>'cron'
+                AND s.timezone = COALESCE(w.settings->'schedule'->>'timezone', 'UTC')
+                AND s.catch_up = COALESCE((w.settings->'schedule'->>'catch_up')::boolean, true))
         ORDER BY w.path, w.function_name, w.id DESC
         ON CONFLICT (source_path, function_name) WHERE source = 'decorator'
         DO UPDATE SET workflow_name = EXCLUDED.workflow_name, cron = EXCLUDED.cron,
