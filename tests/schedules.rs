@@ -359,7 +359,9 @@ async fn two_api_processes_enqueue_exactly_one_execution_per_tick() {
         .await;
     println!("two API processes, ~10 s: {rows} executions, {distinct} distinct ticks");
     assert_eq!(rows, distinct, "a tick enqueued twice");
-    assert!((9..=11).contains(&rows), "{rows} executions in ~10 s");
+    // The last tick may fall between the delete and the pass that would
+    // have seen it: 9 or 10 here; 8..=11 leaves room for a loaded machine.
+    assert!((8..=11).contains(&rows), "{rows} executions in ~10 s");
     // Consecutive seconds, none lost: ticks span rows - 1 seconds.
     let span = env
         .count(&format!(
