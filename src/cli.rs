@@ -44,6 +44,9 @@ pub enum Command {
     /// Cancel an execution: a queued one never starts, a running one is
     /// killed with everything it started.
     Cancel(ExecutionIdArgs),
+    /// List, add and remove cron schedules.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Sync the workspace with a git remote (through the API).
     #[command(subcommand)]
     Git(GitCommand),
@@ -140,6 +143,46 @@ pub struct ExecutionsArgs {
 #[derive(Debug, clap::Args)]
 pub struct ExecutionIdArgs {
     /// Execution id.
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Every schedule (decorator and API ones) with its next run time.
+    Ls(ClientArgs),
+    /// Schedule a workflow with parameters.
+    Add(ScheduleAddArgs),
+    /// Remove an API schedule (a decorator schedule belongs to its file).
+    Rm(ScheduleIdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleAddArgs {
+    /// Workflow name, or `path::function`.
+    pub workflow: String,
+    /// Cron expression: 5 fields, 6 with seconds first, or `@daily` etc.
+    pub cron: String,
+    /// IANA time zone the expression is read in (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// A parameter as `key=value` (value parsed as JSON, else a string); repeatable.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// All parameters as one JSON object (`-p` entries override its keys).
+    #[arg(long, value_name = "JSON")]
+    pub params_json: Option<String>,
+    /// Skip ticks missed during an outage instead of running the latest once.
+    #[arg(long)]
+    pub no_catch_up: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleIdArgs {
+    /// Schedule id.
     pub id: String,
     #[command(flatten)]
     pub client: ClientArgs,

@@ -559,6 +559,10 @@ async fn openapi_lists_every_route() {
         ("/api/executions/{id}", "get"),
         ("/api/executions/{id}/cancel", "post"),
         ("/api/data-providers/{name}", "post"),
+        ("/api/schedules", "post"),
+        ("/api/schedules", "get"),
+        ("/api/schedules/{id}", "get"),
+        ("/api/schedules/{id}", "delete"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];

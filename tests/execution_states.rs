@@ -22,10 +22,11 @@ async fn pending(env: &TestEnv) -> Uuid {
         run_at: None,
         retry_policy: None,
         max_concurrency: None,
+        schedule_tick: None,
     };
     assert_eq!(
         statements::insert(&env.db, &new).await.unwrap(),
-        Status::Pending
+        Some(Status::Pending)
     );
     new.id
 }

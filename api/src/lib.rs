@@ -1,4 +1,5 @@
-//! Runeflow's REST API (axum): workspace files, workflows, executions, health.
+//! Runeflow's REST API (axum): workspace files, workflows, executions,
+//! schedules (and the scheduler loop), health.
 //!
 //! [`app`] builds the router from a ready [`AppState`] (tests drive it with
 //! `oneshot`); [`serve`] binds it and shuts down gracefully.
@@ -12,6 +13,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod retention;
 pub mod routes;
+pub mod scheduler;
 pub mod state;
 pub mod waiters;
 pub mod workflow_cache;

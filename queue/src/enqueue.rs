@@ -1,8 +1,9 @@
 //! The one way an execution enters the system: insert its `pending` row,
 //! push its job, wake a worker, and make the row durable before the caller
 //! promises anything. REST create uses it; so does the reconciler's
-//! re-push of rows whose job may be lost (and, later, schedules, endpoints
-//! and retries).
+//! re-push of rows whose job may be lost, and the scheduler (`insert_in`
+//! within its transaction, then `push_committed`); later endpoints and
+//! retries.
 
 use std::future::Future;
 
@@ -12,7 +13,7 @@ use runeflow_shared::executions::statements::{self, NewExecution};
 use runeflow_shared::executions::{Status, limits};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use crate::push::{JobQueue, QueueError};
 
@@ -60,7 +61,53 @@ impl Enqueue {
     ) -> Result<(Status, T), EnqueueError> {
         let status = statements::insert(&self.db, new)
             .await
-            .map_err(EnqueueError::Insert)?;
+            .map_err(EnqueueError::Insert)?
+            // Only a `schedule_tick` can collide, and REST sets none.
+            .ok_or_else(|| {
+                EnqueueError::Insert(DbErr::Custom(format!(
+                    "execution {} was not inserted: its schedule tick was enqueued already",
+                    new.id
+                )))
+            })?;
+        let out = self.push_then(new, status, workspace, meanwhile).await?;
+        Ok((status, out))
+    }
+
+    /// Inserts `new` inside the caller's transaction `txn` (the
+    /// scheduler's, which holds the schedule row): false when its
+    /// `schedule_tick` was already enqueued. Once `txn` commits, the caller
+    /// hands each inserted row to [`Enqueue::push_committed`].
+    pub async fn insert_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        new: &NewExecution,
+    ) -> Result<bool, EnqueueError> {
+        statements::insert(txn, new)
+            .await
+            .map(|inserted| inserted.is_some())
+            .map_err(EnqueueError::Insert)
+    }
+
+    /// Pushes the job of a row [`Enqueue::insert_in`] inserted (after its
+    /// transaction committed) and makes it durable. A failed push is logged:
+    /// the reconciler pushes the pending row again.
+    pub async fn push_committed(
+        &self,
+        new: &NewExecution,
+        workspace: StoreVersion,
+    ) -> Result<(), EnqueueError> {
+        self.push_then(new, new.initial_status(), workspace, async {})
+            .await
+    }
+
+    /// Push (of a pending row) ∥ flush, then `meanwhile`'s output.
+    async fn push_then<T>(
+        &self,
+        new: &NewExecution,
+        status: Status,
+        workspace: StoreVersion,
+        meanwhile: impl Future<Output = T>,
+    ) -> Result<T, EnqueueError> {
         let job = RunWorkflow {
             execution_id: new.id,
             workspace,
@@ -82,7 +129,7 @@ impl Enqueue {
         };
         let (flushed, out) = tokio::join!(flush_wal(&self.db), push_then);
         flushed.map_err(EnqueueError::Flush)?;
-        Ok((status, out))
+        Ok(out)
     }
 
     /// Pushes the job of an existing row again (a no-op while its job is

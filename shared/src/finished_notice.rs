@@ -98,6 +98,7 @@ mod tests {
             requeues: 0,
             concurrency_key: None,
             max_concurrency: None,
+            schedule_tick: None,
         }
     }
 

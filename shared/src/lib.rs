@@ -14,6 +14,7 @@ pub mod path;
 pub mod protocol;
 pub mod redis_conn;
 pub mod schedule;
+pub mod schedules;
 pub mod shutdown;
 pub mod store;
 pub mod timeout;

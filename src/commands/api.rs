@@ -32,7 +32,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 
 /// Serves on `listener` with the background tasks the API owns (store
 /// repair, re-push of stale pending executions, due scheduled executions,
-/// execution retention) until `stop` resolves.
+/// execution retention, the scheduler) until `stop` resolves.
 pub async fn serve(
     config: &Config,
     workspace: Workspace,
@@ -69,12 +69,14 @@ pub async fn serve(
         tasks.stopped(),
     ));
     let state = AppState::new(workspace, queue, waiters, &token).with_git(git_settings(config));
+    let scheduler = tokio::spawn(runeflow_api::scheduler::run(state.clone(), tasks.stopped()));
     let served = runeflow_api::serve(listener, state, stop).await;
     tasks.trigger();
     let _ = repair.await;
     let _ = reconcile.await;
     let _ = promote.await;
     let _ = retention.await;
+    let _ = scheduler.await;
     served.context("API server failed")?;
     tracing::info!("API stopped");
     Ok(())

@@ -180,9 +180,17 @@ impl ApiClient {
     }
 
     pub async fn delete_file(&self, path: &str) -> anyhow::Result<()> {
-        let response = self
-            .send(self.request(Method::DELETE, &self.file_url(path)))
-            .await?;
+        self.delete_url(&self.file_url(path)).await
+    }
+
+    /// `DELETE` of an API path (answered with no body), or the API's error.
+    pub async fn delete(&self, path_and_query: &str) -> anyhow::Result<()> {
+        self.delete_url(&format!("{}{path_and_query}", self.base))
+            .await
+    }
+
+    async fn delete_url(&self, url: &str) -> anyhow::Result<()> {
+        let response = self.send(self.request(Method::DELETE, url)).await?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();

@@ -12,6 +12,7 @@ pub mod ls;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod schedules;
 pub mod worker;
 pub mod worker_health;
 mod workspace_folder;
@@ -40,6 +41,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Executions(args) => executions::run_list(args).await,
         Command::Logs(args) => executions::run_logs(args).await,
         Command::Cancel(args) => executions::run_cancel(args).await,
+        Command::Schedules(command) => schedules::run(command).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,
         Command::WorkerHealth(args) => worker_health::run(&args),

@@ -145,6 +145,7 @@ pub async fn run(
         run_at: None,
         retry_policy: None,
         max_concurrency: None,
+        schedule_tick: None,
     };
     let finished = state.waiters.subscribe();
     let waited = wait_for(&state, finished, id, Duration::from_secs_f64(wait));

@@ -201,7 +201,7 @@ pub async fn create(
         ));
     }
     let id = Uuid::now_v7();
-    let settings = Settings::from_json(&target.settings);
+    let (retry_policy, max_concurrency) = policies(&target);
     let new = NewExecution {
         id,
         workflow_name: target.name.clone(),
@@ -211,10 +211,9 @@ pub async fn create(
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
         run_at,
-        retry_policy: RetryPolicy::from_settings(&settings).map(|p| p.to_json()),
-        max_concurrency: settings
-            .max_concurrency
-            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        retry_policy,
+        max_concurrency,
+        schedule_tick: None,
     };
     // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();
@@ -249,6 +248,18 @@ pub async fn create(
     }
 }
 
+/// The retry policy and concurrency limit an execution of `target` is
+/// queued with (copied, so an edit does not change runs in flight).
+pub(crate) fn policies(target: &workflow::Model) -> (Option<serde_json::Value>, Option<i32>) {
+    let settings = Settings::from_json(&target.settings);
+    (
+        RetryPolicy::from_settings(&settings).map(|p| p.to_json()),
+        settings
+            .max_concurrency
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+    )
+}
+
 /// `name` or `path::function` → the one workflow row it means.
 /// The workflow `reference` names and the store version the job is pinned
 /// to. A lookup cached at that very version costs no PostgreSQL read.
@@ -275,7 +286,7 @@ pub(crate) async fn lookup(
     Ok((target, version))
 }
 
-async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow::Model> {
+pub(crate) async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow::Model> {
     if let Some((path, function)) = reference.rsplit_once("::") {
         return workflow::Entity::find()
             .filter(workflow::Column::Path.eq(path))

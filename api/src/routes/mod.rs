@@ -6,6 +6,7 @@ pub mod files;
 pub mod git;
 pub mod health;
 pub mod openapi;
+pub mod schedules;
 pub mod workflows;
 
 use axum::Router;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::router())
         .merge(executions::router())
         .merge(data_providers::router())
+        .merge(schedules::router())
         .merge(git::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));

@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows, executions and git sync."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions, schedules and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -26,6 +26,10 @@ use crate::state::AppState;
         super::executions::cancel,
         super::data_providers::run,
         super::executions::list,
+        super::schedules::create,
+        super::schedules::list,
+        super::schedules::show,
+        super::schedules::remove,
         super::git::push,
         super::git::pull,
         openapi_json,

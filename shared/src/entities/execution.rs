@@ -52,6 +52,10 @@ pub struct Model {
     /// `path::function` of a workflow with `max_concurrency`, else `None`.
     pub concurrency_key: Option<String>,
     pub max_concurrency: Option<i32>,
+    /// `<schedule id>@<tick RFC 3339>` for a run a schedule enqueued
+    /// (unique: one execution per tick).
+    #[serde(default)]
+    pub schedule_tick: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -70,6 +70,8 @@ pub struct NewExecution {
     pub retry_policy: Option<serde_json::Value>,
     /// The workflow's `max_concurrency` (see `limits`).
     pub max_concurrency: Option<i32>,
+    /// The schedule tick that enqueued it (`<schedule id>@<tick>`), unique.
+    pub schedule_tick: Option<String>,
 }
 
 impl NewExecution {
@@ -83,39 +85,48 @@ impl NewExecution {
 }
 
 /// Inserts the row, `pending` or (with a `run_at` ahead) `scheduled`
-/// (asynchronous commit); returns the status it got.
-pub async fn insert(db: &impl ConnectionTrait, new: &NewExecution) -> Result<Status, DbErr> {
+/// (asynchronous commit); returns the status it got, or `None` when a row
+/// already holds its `schedule_tick` (that tick was enqueued).
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    new: &NewExecution,
+) -> Result<Option<Status>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO executions (id, workflow_name, workflow_path, function_name, parameters,
                                      status, workspace_gen, timeout_seconds, queued_at,
-                                     run_at, retry_policy, max_concurrency, concurrency_key)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12 FROM {ASYNC_COMMIT}"
+                                     run_at, retry_policy, max_concurrency, concurrency_key,
+                                     schedule_tick)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12, $13
+             FROM {ASYNC_COMMIT}
+             ON CONFLICT (schedule_tick) DO NOTHING"
         )
     });
     let status = new.initial_status();
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        SQL.as_str(),
-        [
-            new.id.into(),
-            new.workflow_name.clone().into(),
-            new.workflow_path.clone().into(),
-            new.function_name.clone().into(),
-            new.parameters.clone().into(),
-            status.as_str().into(),
-            i64::try_from(new.workspace_gen).unwrap_or(i64::MAX).into(),
-            new.timeout_seconds.into(),
-            new.run_at.map(|at| at.fixed_offset()).into(),
-            new.retry_policy.clone().into(),
-            new.max_concurrency.into(),
-            new.max_concurrency
-                .map(|_| super::limits::key(&new.workflow_path, &new.function_name))
-                .into(),
-        ],
-    ))
-    .await?;
-    Ok(status)
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            SQL.as_str(),
+            [
+                new.id.into(),
+                new.workflow_name.clone().into(),
+                new.workflow_path.clone().into(),
+                new.function_name.clone().into(),
+                new.parameters.clone().into(),
+                status.as_str().into(),
+                i64::try_from(new.workspace_gen).unwrap_or(i64::MAX).into(),
+                new.timeout_seconds.into(),
+                new.run_at.map(|at| at.fixed_offset()).into(),
+                new.retry_policy.clone().into(),
+                new.max_concurrency.into(),
+                new.max_concurrency
+                    .map(|_| super::limits::key(&new.workflow_path, &new.function_name))
+                    .into(),
+                new.schedule_tick.clone().into(),
+            ],
+        ))
+        .await?;
+    Ok((done.rows_affected() == 1).then_some(status))
 }
 
 /// Moves up to `limit` `scheduled` rows whose time came to `pending`, each
