@@ -8,10 +8,11 @@ use std::future::Future;
 
 use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution;
+use runeflow_shared::executions::idempotency;
 use runeflow_shared::executions::statements::{self, NewExecution};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
 use crate::push::{JobQueue, QueueError};
 
@@ -21,6 +22,25 @@ pub enum EnqueueError {
     Insert(#[source] DbErr),
     #[error("PostgreSQL could not make the execution durable: {0}")]
     Flush(#[source] DbErr),
+}
+
+/// An `Idempotency-Key` presented with a new execution.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyClaim<'a> {
+    /// `executions` or `endpoint:<name>`.
+    pub scope: &'a str,
+    pub key: &'a str,
+    /// [`idempotency::request_hash`] of the request.
+    pub request_hash: &'a str,
+}
+
+/// What [`Enqueue::submit_once`] did.
+#[derive(Debug)]
+pub enum Submitted<T> {
+    /// The key was free: the execution was inserted and pushed.
+    New(T),
+    /// A live key row already names an execution (possibly for another body).
+    Existing(idempotency::Recorded),
 }
 
 /// Inserts and pushes executions (cheap to clone).
@@ -58,6 +78,60 @@ impl Enqueue {
         statements::insert_pending(&self.db, new)
             .await
             .map_err(EnqueueError::Insert)?;
+        self.push_and_flush(new, workspace, meanwhile).await
+    }
+
+    /// [`Enqueue::submit`] under an idempotency key: the execution row and
+    /// the key row are inserted in one transaction, so of two requests
+    /// racing with one key exactly one inserts its execution. The other
+    /// waits on the key's primary key until the first commits, rolls back
+    /// its own row and gets the winner's (`Existing`); nothing is pushed
+    /// for it and `meanwhile` is not run.
+    pub async fn submit_once<T>(
+        &self,
+        new: &NewExecution,
+        workspace: StoreVersion,
+        claim: IdempotencyClaim<'_>,
+        meanwhile: impl Future<Output = T>,
+    ) -> Result<Submitted<T>, EnqueueError> {
+        // A row can vanish between the failed claim and the read (purged
+        // past its window): then the key is free again, so try once more.
+        for _ in 0..3 {
+            let txn = self.db.begin().await.map_err(EnqueueError::Insert)?;
+            statements::insert_pending(&txn, new)
+                .await
+                .map_err(EnqueueError::Insert)?;
+            let took = idempotency::claim(&txn, claim.scope, claim.key, claim.request_hash, new.id)
+                .await
+                .map_err(EnqueueError::Insert)?;
+            if took {
+                txn.commit().await.map_err(EnqueueError::Insert)?;
+                return Ok(Submitted::New(
+                    self.push_and_flush(new, workspace, meanwhile).await?,
+                ));
+            }
+            txn.rollback().await.map_err(EnqueueError::Insert)?;
+            if let Some(found) = idempotency::find(&self.db, claim.scope, claim.key)
+                .await
+                .map_err(EnqueueError::Insert)?
+            {
+                return Ok(Submitted::Existing(found));
+            }
+        }
+        Err(EnqueueError::Insert(DbErr::Custom(format!(
+            "idempotency key in scope '{}' kept changing hands",
+            claim.scope
+        ))))
+    }
+
+    /// Pushes the committed row's job ∥ flushes the WAL, then runs
+    /// `meanwhile` after the push.
+    async fn push_and_flush<T>(
+        &self,
+        new: &NewExecution,
+        workspace: StoreVersion,
+        meanwhile: impl Future<Output = T>,
+    ) -> Result<T, EnqueueError> {
         let job = RunWorkflow {
             execution_id: new.id,
             workspace,
