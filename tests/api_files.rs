@@ -557,6 +557,11 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "post"),
         ("/api/executions", "get"),
         ("/api/executions/{id}", "get"),
+        ("/api/executions/{id}/cancel", "post"),
+        ("/api/endpoints/{name}", "post"),
+        ("/api/workflows/{name}/keys", "post"),
+        ("/api/workflows/{name}/keys", "get"),
+        ("/api/workflows/{name}/keys/{id}", "delete"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];
