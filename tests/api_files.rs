@@ -562,6 +562,7 @@ async fn openapi_lists_every_route() {
         ("/api/workflows/{name}/keys", "post"),
         ("/api/workflows/{name}/keys", "get"),
         ("/api/workflows/{name}/keys/{id}", "delete"),
+        ("/api/data-providers/{name}", "post"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];

@@ -19,8 +19,14 @@ async fn pending(env: &TestEnv) -> Uuid {
         parameters: serde_json::json!({"name": "x"}),
         workspace_gen: 3,
         timeout_seconds: Some(2.5),
+        run_at: None,
+        retry_policy: None,
+        max_concurrency: None,
     };
-    statements::insert_pending(&env.db, &new).await.unwrap();
+    assert_eq!(
+        statements::insert(&env.db, &new).await.unwrap(),
+        Status::Pending
+    );
     new.id
 }
 

@@ -179,9 +179,10 @@ async fn migrations_go_down_and_up_cleanly() {
             "workspace_files"
         ]
     );
-    // Four steps down (`workflows.settings`, the `scheduled` status, the
-    // `last_fault` column, then `git_sync`) and up again.
-    Migrator::down(&db, Some(4)).await.unwrap();
+    // Five steps down (retries and delayed runs, `workflows.settings`, the
+    // `scheduled` status, the `last_fault` column, then `git_sync`) and up
+    // again.
+    Migrator::down(&db, Some(5)).await.unwrap();
     assert!(!table_names(&url).await.contains(&"git_sync".to_owned()));
     assert!(table_names(&url).await.contains(&"executions".to_owned()));
     Migrator::up(&db, None).await.unwrap();

@@ -619,10 +619,11 @@ async fn retries_are_bounded_and_duplicates_run_once() {
             function: "effect".into(),
             parameters: params.clone(),
             timeout_seconds: None,
+            max_concurrency: None,
         },
     };
-    queue.push(&job).await.unwrap();
-    queue.push(&job).await.unwrap();
+    queue.push(&job, 0).await.unwrap();
+    queue.push(&job, 0).await.unwrap();
 
     let mut config = test_worker_config();
     config.concurrency = 1;
@@ -661,9 +662,10 @@ async fn retries_are_bounded_and_duplicates_run_once() {
     );
 
     // A late duplicate delivery of a final execution is acknowledged only.
-    let start = runeflow_worker::record::start(&env.db, dup.parse().unwrap(), "late-duplicate", 3)
-        .await
-        .unwrap();
+    let start =
+        runeflow_worker::record::start(&env.db, dup.parse().unwrap(), "late-duplicate", 3, None)
+            .await
+            .unwrap();
     assert!(
         matches!(start, runeflow_worker::record::Start::Skip),
         "{start:?}"

@@ -7,6 +7,7 @@ mod auth;
 pub mod error;
 mod file_path;
 pub mod git;
+pub mod promote;
 pub mod queue;
 pub mod reconcile;
 pub mod retention;

@@ -14,6 +14,7 @@ mod m20261201_000004_git_sync;
 mod m20261201_000005_execution_last_fault;
 mod m20261206_000006_execution_scheduled;
 mod m20261206_000007_workflow_settings;
+mod m20261206_000008_delayed_runs_and_retries;
 mod m20261206_000009_endpoint_keys_idempotency;
 
 /// The ordered list of migrations `runeflow init` applies.
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_execution_last_fault::Migration),
             Box::new(m20261206_000006_execution_scheduled::Migration),
             Box::new(m20261206_000007_workflow_settings::Migration),
+            Box::new(m20261206_000008_delayed_runs_and_retries::Migration),
             Box::new(m20261206_000009_endpoint_keys_idempotency::Migration),
         ]
     }

@@ -10,6 +10,7 @@ use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution;
 use runeflow_shared::executions::idempotency;
 use runeflow_shared::executions::statements::{self, NewExecution};
+use runeflow_shared::executions::{Status, limits};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
@@ -18,7 +19,7 @@ use crate::push::{JobQueue, QueueError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
-    #[error("PostgreSQL could not insert the execution: {0}")]
+    #[error("PostgreSQL could not write the execution: {0}")]
     Insert(#[source] DbErr),
     #[error("PostgreSQL could not make the execution durable: {0}")]
     Flush(#[source] DbErr),
@@ -63,22 +64,24 @@ impl Enqueue {
         &self.db
     }
 
-    /// Inserts `new` as `pending` and pushes its job pinned to `workspace`,
-    /// then runs `meanwhile` (e.g. waiting for the outcome). The insert
-    /// commits without waiting for the disk; the WAL flush runs alongside
-    /// the push and `meanwhile`, and this returns only after both, so the
-    /// execution is durable before the caller answers. A failed push is
-    /// logged: the row stays pending and the reconciler pushes it again.
+    /// Inserts `new` (`pending`, or `scheduled` with a `run_at` ahead) and
+    /// pushes a pending one's job pinned to `workspace`, then runs
+    /// `meanwhile` (e.g. waiting for the outcome). The insert commits
+    /// without waiting for the disk; the WAL flush runs alongside the push
+    /// and `meanwhile`, and this returns only after both, so the execution
+    /// is durable before the caller answers. A failed push is logged: the
+    /// row stays pending and the reconciler pushes it again. A scheduled
+    /// row is pushed by [`Enqueue::promote_due`] when its time comes.
     pub async fn submit<T>(
         &self,
         new: &NewExecution,
         workspace: StoreVersion,
         meanwhile: impl Future<Output = T>,
-    ) -> Result<T, EnqueueError> {
-        statements::insert_pending(&self.db, new)
+    ) -> Result<(Status, T), EnqueueError> {
+        let status = statements::insert(&self.db, new)
             .await
             .map_err(EnqueueError::Insert)?;
-        self.push_and_flush(new, workspace, meanwhile).await
+        self.push_and_flush(new, status, workspace, meanwhile).await
     }
 
     /// [`Enqueue::submit`] under an idempotency key: the execution row and
@@ -93,12 +96,12 @@ impl Enqueue {
         workspace: StoreVersion,
         claim: IdempotencyClaim<'_>,
         meanwhile: impl Future<Output = T>,
-    ) -> Result<Submitted<T>, EnqueueError> {
+    ) -> Result<Submitted<(Status, T)>, EnqueueError> {
         // A row can vanish between the failed claim and the read (purged
         // past its window): then the key is free again, so try once more.
         for _ in 0..3 {
             let txn = self.db.begin().await.map_err(EnqueueError::Insert)?;
-            statements::insert_pending(&txn, new)
+            let status = statements::insert(&txn, new)
                 .await
                 .map_err(EnqueueError::Insert)?;
             let took = idempotency::claim(&txn, claim.scope, claim.key, claim.request_hash, new.id)
@@ -107,7 +110,8 @@ impl Enqueue {
             if took {
                 txn.commit().await.map_err(EnqueueError::Insert)?;
                 return Ok(Submitted::New(
-                    self.push_and_flush(new, workspace, meanwhile).await?,
+                    self.push_and_flush(new, status, workspace, meanwhile)
+                        .await?,
                 ));
             }
             txn.rollback().await.map_err(EnqueueError::Insert)?;
@@ -124,14 +128,15 @@ impl Enqueue {
         ))))
     }
 
-    /// Pushes the committed row's job ∥ flushes the WAL, then runs
-    /// `meanwhile` after the push.
+    /// Pushes the committed row's job (a pending one's) ∥ flushes the WAL,
+    /// then runs `meanwhile` after the push.
     async fn push_and_flush<T>(
         &self,
         new: &NewExecution,
+        status: Status,
         workspace: StoreVersion,
         meanwhile: impl Future<Output = T>,
-    ) -> Result<T, EnqueueError> {
+    ) -> Result<(Status, T), EnqueueError> {
         let job = RunWorkflow {
             execution_id: new.id,
             workspace,
@@ -140,29 +145,74 @@ impl Enqueue {
                 function: new.function_name.clone(),
                 parameters: new.parameters.clone(),
                 timeout_seconds: new.timeout_seconds,
+                max_concurrency: new.max_concurrency,
             },
         };
         let push_then = async {
-            if let Err(err) = self.queue.push(&job).await {
+            if status == Status::Pending
+                && let Err(err) = self.queue.push(&job, 0).await
+            {
                 tracing::warn!(id = %new.id, %err, "enqueue failed after the row was committed");
             }
             meanwhile.await
         };
         let (flushed, out) = tokio::join!(flush_wal(&self.db), push_then);
         flushed.map_err(EnqueueError::Flush)?;
-        Ok(out)
+        Ok((status, out))
     }
 
     /// Pushes the job of an existing row again (a no-op while its job is
-    /// still queued: the execution id is its idempotency key). The version
-    /// it was queued at is unknown here; the current one is at least as
-    /// new, which is all read-your-writes needs.
+    /// still queued: the execution id and retry are its idempotency key).
+    /// The version it was queued at is unknown here; the current one is at
+    /// least as new, which is all read-your-writes needs.
     pub async fn repush(&self, row: &execution::Model) -> Result<(), QueueError> {
         let job = RunWorkflow {
             execution_id: row.id,
             workspace: StoreVersion::default(),
             run: RunDetails::of(row),
         };
-        self.queue.push(&job).await
+        self.queue.push(&job, row.requeues).await
+    }
+
+    /// Gives the free concurrency slots to waiting executions and pushes
+    /// them (the safety net of the worker's release; see
+    /// `executions::limits`); returns how many.
+    pub async fn release_slots(&self) -> Result<usize, EnqueueError> {
+        let keys = limits::waiting_keys(&self.db)
+            .await
+            .map_err(EnqueueError::Insert)?;
+        let mut released = 0;
+        for key in keys {
+            let rows = limits::release_slots(&self.db, &key)
+                .await
+                .map_err(EnqueueError::Insert)?;
+            released += self.push_rows(&rows).await?;
+        }
+        Ok(released)
+    }
+
+    /// Makes `rows` (just moved to `pending`) durable and pushes them.
+    pub async fn push_rows(&self, rows: &[execution::Model]) -> Result<usize, EnqueueError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        flush_wal(&self.db).await.map_err(EnqueueError::Flush)?;
+        for row in rows {
+            if let Err(err) = self.repush(row).await {
+                tracing::warn!(id = %row.id, %err, "push of a due execution failed; the reconciler retries");
+            }
+        }
+        Ok(rows.len())
+    }
+
+    /// Moves the `scheduled` executions whose time came to `pending` and
+    /// pushes them; returns how many. Safe from every API process at once:
+    /// each row is promoted by one of them. A push that fails leaves the row
+    /// pending for the reconciler.
+    pub async fn promote_due(&self) -> Result<usize, EnqueueError> {
+        let rows = statements::promote_due(&self.db, 500)
+            .await
+            .map_err(EnqueueError::Insert)?;
+        self.push_rows(&rows).await
     }
 }

@@ -11,4 +11,4 @@ mod push;
 
 pub use cancel::Cancelled;
 pub use enqueue::{Enqueue, EnqueueError, IdempotencyClaim, Submitted};
-pub use push::{JobQueue, QueueError};
+pub use push::{JobQueue, QueueError, job_key};

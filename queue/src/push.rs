@@ -9,6 +9,17 @@ use runeflow_shared::jobs::{RunWorkflow, cancel_channel, finished_channel, wake_
 #[error("queue (Redis): {0}")]
 pub struct QueueError(String);
 
+/// The queue key of an execution's push: its id, then `<id>-r<n>` after it
+/// went back to the queue n times (a retry, a wait for a concurrency
+/// slot); a key stays deduplicated for days (`config::IDEMPOTENCY_TTL`).
+pub fn job_key(id: uuid::Uuid, requeues: i32) -> String {
+    if requeues <= 0 {
+        id.to_string()
+    } else {
+        format!("{id}-r{requeues}")
+    }
+}
+
 /// The executions queue (cheap to clone).
 #[derive(Clone)]
 pub struct JobQueue {
@@ -32,10 +43,11 @@ impl JobQueue {
         }
     }
 
-    /// Pushes a job whose task id and idempotency key are the execution id,
-    /// so pushing the same execution twice runs it once.
-    pub async fn push(&self, job: &RunWorkflow) -> Result<(), QueueError> {
-        let id = job.execution_id.to_string();
+    /// Pushes a job whose task id and idempotency key are [`job_key`], so
+    /// pushing the same execution twice runs it once, and each requeue (a
+    /// retry, a freed concurrency slot) is a job of its own.
+    pub async fn push(&self, job: &RunWorkflow, requeues: i32) -> Result<(), QueueError> {
+        let id = job_key(job.execution_id, requeues);
         let task = TaskBuilder::new(job.clone())
             .task_id(TaskId::from_string(id.clone()))
             .idempotency_key(&id)

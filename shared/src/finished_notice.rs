@@ -91,6 +91,13 @@ mod tests {
             finished_at: Some(now),
             duration_ms: Some(3),
             last_fault: None,
+            run_at: None,
+            retry_policy: None,
+            retry: 0,
+            attempts: serde_json::json!([]),
+            requeues: 0,
+            concurrency_key: None,
+            max_concurrency: None,
         }
     }
 

@@ -28,6 +28,10 @@ pub struct RunDetails {
     pub function: String,
     pub parameters: serde_json::Value,
     pub timeout_seconds: Option<f64>,
+    /// The workflow's `max_concurrency` when it was queued: the worker
+    /// then starts it only while fewer run (see `executions::limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i32>,
 }
 
 impl RunDetails {
@@ -37,6 +41,7 @@ impl RunDetails {
             function: row.function_name.clone(),
             parameters: row.parameters.clone(),
             timeout_seconds: row.timeout_seconds,
+            max_concurrency: row.max_concurrency,
         }
     }
 }

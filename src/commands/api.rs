@@ -31,7 +31,8 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Serves on `listener` with the background tasks the API owns (store
-/// repair, re-push of stale pending executions, execution retention) until `stop` resolves.
+/// repair, re-push of stale pending executions, due scheduled executions,
+/// execution retention) until `stop` resolves.
 pub async fn serve(
     config: &Config,
     workspace: Workspace,
@@ -58,6 +59,10 @@ pub async fn serve(
         Enqueue::new(workspace.db.clone(), queue.clone()),
         tasks.stopped(),
     ));
+    let promote = tokio::spawn(runeflow_api::promote::run(
+        Enqueue::new(workspace.db.clone(), queue.clone()),
+        tasks.stopped(),
+    ));
     let retention = tokio::spawn(runeflow_api::retention::run(
         workspace.db.clone(),
         config.retention_days,
@@ -68,6 +73,7 @@ pub async fn serve(
     tasks.trigger();
     let _ = repair.await;
     let _ = reconcile.await;
+    let _ = promote.await;
     let _ = retention.await;
     served.context("API server failed")?;
     tracing::info!("API stopped");

@@ -38,6 +38,25 @@ pub async fn run_logs(args: ExecutionIdArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.client)?;
     let id = utf8_percent_encode(&args.id, NON_ALPHANUMERIC).to_string();
     let execution = client.get_json(&format!("/api/executions/{id}")).await?;
+    // Earlier attempts that failed and were retried, each under a header
+    // naming its error, then the latest attempt's output.
+    let attempts = execution["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for earlier in &attempts {
+        println!(
+            "--- attempt {} {}: {}: {}",
+            earlier["attempt"],
+            earlier["status"].as_str().unwrap_or("?"),
+            earlier["error"]["type"].as_str().unwrap_or("?"),
+            earlier["error"]["message"].as_str().unwrap_or("")
+        );
+        print!("{}", earlier["logs"].as_str().unwrap_or_default());
+    }
+    if !attempts.is_empty() {
+        println!("--- attempt {}", execution["attempt"]);
+    }
     print!("{}", execution["logs"].as_str().unwrap_or_default());
     if execution["logs_truncated"].as_bool() == Some(true) {
         eprintln!("(the output was truncated at the worker's limit)");

@@ -118,7 +118,7 @@ impl TestEnv {
         runeflow_api::app(self.state())
     }
 
-    fn state(&self) -> AppState {
+    pub fn state(&self) -> AppState {
         self.state
             .get_or_init(|| {
                 let queue =

@@ -108,6 +108,7 @@ mod tests {
                 function: "f".into(),
                 parameters: serde_json::json!({}),
                 timeout_seconds: None,
+                max_concurrency: None,
             },
         }
     }

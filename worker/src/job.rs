@@ -24,6 +24,8 @@ use crate::prefetch::Prefetcher;
 use crate::record::{self, Recorded, Start};
 use crate::running::{CancelSignal, Running};
 use crate::zygote::Zygotes;
+use runeflow_queue::Enqueue;
+use runeflow_shared::executions::limits;
 
 /// Everything a job handler needs, shared by all jobs of a worker.
 pub struct JobContext {
@@ -39,6 +41,8 @@ pub struct JobContext {
     pub limits: Limits,
     pub default_timeout: Duration,
     pub max_attempts: i32,
+    /// Pushes executions whose concurrency slot this worker freed.
+    pub enqueue: Enqueue,
     /// A uid per running execution, when the worker can switch users.
     pub users: Option<Arc<ChildUsers>>,
 }
@@ -73,6 +77,13 @@ pub async fn handle(job: Incoming, ctx: Data<Arc<JobContext>>) -> Result<(), Box
             return Ok(());
         }
     };
+    // A limited execution's attempt frees its slot when it ends, whatever
+    // way (see `executions::limits`).
+    let limited = job.as_ref().ok().and_then(|job| {
+        job.run
+            .max_concurrency
+            .map(|_| limits::key(&job.run.path, &job.run.function))
+    });
     let runner = ctx.clone();
     let result = ctx
         .running
@@ -84,6 +95,9 @@ pub async fn handle(job: Incoming, ctx: Data<Arc<JobContext>>) -> Result<(), Box
             .map_err(|Fault::Retry(message)| message)
         })
         .await;
+    if let Some(key) = limited {
+        release_slots(&ctx, &key).await;
+    }
     match result {
         Ok(()) => Ok(()),
         Err(message) => {
@@ -117,7 +131,11 @@ async fn process(
     };
     // A task of its own, so the update leaves at once rather than after
     // the synchronous part of preparing the child.
-    let update = tokio::spawn(start(ctx, id));
+    let limit = job
+        .run
+        .max_concurrency
+        .map(|max| (limits::key(&job.run.path, &job.run.function), max));
+    let update = tokio::spawn(start(ctx, id, limit));
     tokio::task::yield_now().await; // lets the update go out first
     let prepared = prepare(ctx, job, &spec).await;
     let start = update
@@ -126,7 +144,7 @@ async fn process(
     let row = match start {
         Start::Run(row) => row,
         // A prepared child is dropped here, before it was told to go.
-        Start::Skip => return make_durable(ctx).await,
+        Start::Skip | Start::Waiting => return make_durable(ctx).await,
         Start::GaveUp => {
             announce(ctx, id, None).await;
             return make_durable(ctx).await;
@@ -152,13 +170,26 @@ async fn process(
         .await
         .map_err(|lost| Fault::Retry(lost.to_string()))?;
     let t_ran = t0.elapsed();
-    let recorded =
-        finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?;
+    let retry_at = record::retry_at(&row, &finished);
+    let recorded = match retry_at {
+        Some(at) => {
+            finish_with_retries(ctx, || {
+                record::retry_later(&ctx.db, id, row.attempt, &finished, at)
+            })
+            .await?
+        }
+        None => {
+            finish_with_retries(ctx, || record::finish(&ctx.db, id, row.attempt, &finished)).await?
+        }
+    };
     if recorded.is_none() {
         tracing::info!(execution = %id, attempt = row.attempt, "outcome not recorded: another attempt owns the execution");
     }
     let t_recorded = t0.elapsed();
-    announce(ctx, id, recorded.as_deref()).await;
+    // A retried attempt is not an outcome: `wait`ing requests go on waiting.
+    if recorded.as_ref().is_some_and(|row| row.status.is_final()) || recorded.is_none() {
+        announce(ctx, id, recorded.as_deref()).await;
+    }
     let t_announced = t0.elapsed();
     let durable = make_durable(ctx).await;
     // Phases overlap when the child was prepared during the start update:
@@ -194,9 +225,9 @@ async fn cannot_run(
     kind: &str,
     message: &str,
 ) -> Result<(), Fault> {
-    let row = match start(ctx, id).await? {
+    let row = match start(ctx, id, None).await? {
         Start::Run(row) => row,
-        Start::Skip => return make_durable(ctx).await,
+        Start::Skip | Start::Waiting => return make_durable(ctx).await,
         Start::GaveUp => {
             announce(ctx, id, None).await;
             return make_durable(ctx).await;
@@ -210,15 +241,33 @@ async fn cannot_run(
     make_durable(ctx).await
 }
 
+/// Gives the slots of `key` that are free to waiting executions and pushes
+/// them. Best effort: every API does the same each promotion tick.
+async fn release_slots(ctx: &JobContext, key: &str) {
+    let released = match limits::release_slots(&ctx.db, key).await {
+        Ok(rows) => ctx
+            .enqueue
+            .push_rows(&rows)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    if let Err(err) = released {
+        tracing::warn!(%err, key, "could not release a concurrency slot; an API will");
+    }
+}
+
 /// Marks the execution running for this attempt (see `record::start`); a
 /// `'static` future, so it can run as a task of its own.
 fn start(
     ctx: &JobContext,
     id: uuid::Uuid,
+    limit: Option<(String, i32)>,
 ) -> impl std::future::Future<Output = Result<Start, Fault>> + Send + 'static {
     let (db, worker, max_attempts) = (ctx.db.clone(), ctx.worker_name.clone(), ctx.max_attempts);
     async move {
-        record::start(&db, id, &worker, max_attempts)
+        let limit = limit.as_ref().map(|(key, max)| (key.as_str(), *max));
+        record::start(&db, id, &worker, max_attempts, limit)
             .await
             .map_err(|e| Fault::Retry(format!("PostgreSQL: {e}")))
     }

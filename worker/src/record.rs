@@ -7,8 +7,11 @@
 //! the attempt that started it. A duplicate or a late attempt changes
 //! nothing.
 
+use chrono::{DateTime, Utc};
 use runeflow_shared::entities::execution;
-use runeflow_shared::executions::{Status, statements};
+use runeflow_shared::executions::limits::{self, Admitted};
+use runeflow_shared::executions::statements::Outcome as Stored;
+use runeflow_shared::executions::{RetryPolicy, Status, statements};
 use sea_orm::{DatabaseConnection, DbErr};
 use uuid::Uuid;
 
@@ -28,6 +31,9 @@ pub enum Start {
     Skip,
     /// Lost to worker faults too often: recorded as failed, do not run.
     GaveUp,
+    /// Its workflow's `max_concurrency` is reached: the row waits for a
+    /// slot (see `executions::limits`); acknowledge only.
+    Waiting,
 }
 
 /// Notes why an attempt ended in a worker fault (kept for the `WorkerLost`
@@ -43,14 +49,26 @@ pub async fn start(
     id: Uuid,
     worker: &str,
     max_attempts: i32,
+    limit: Option<(&str, i32)>,
 ) -> Result<Start, DbErr> {
-    let Some(row) = statements::start(db, id, worker).await? else {
+    let started = match limit {
+        Some((key, max)) => match limits::start_limited(db, id, worker, key, max).await? {
+            Admitted::Started(row) => Some(*row),
+            Admitted::Waiting => return Ok(Start::Waiting),
+            Admitted::Skip => None,
+        },
+        None => statements::start(db, id, worker).await?,
+    };
+    let Some(row) = started else {
         return Ok(Start::Skip);
     };
-    if row.attempt > max_attempts {
+    // Each try (the first run, then each retry of a user failure) starts
+    // once; starts beyond that are redeliveries after worker faults, which
+    // have their own bound whatever the retry policy.
+    let faults = row.attempt - 1 - row.retry;
+    if faults >= max_attempts {
         let mut message = format!(
-            "the execution was interrupted {} times by worker faults (worker killed or lost); giving up",
-            row.attempt - 1
+            "the execution was interrupted {faults} times by worker faults (worker killed or lost); giving up"
         );
         if let Some(fault) = &row.last_fault {
             message.push_str("; the last fault: ");
@@ -145,10 +163,7 @@ async fn write_outcome(
         // Handled by `finish` before this.
         Outcome::Cancelled => return keep_cancelled_logs(db, id, attempt, finished).await,
         Outcome::Timeout => {
-            timeout_message = format!(
-                "the execution ran for {:.1} s and was killed at its timeout",
-                finished.duration.as_secs_f64()
-            );
+            timeout_message = timeout_text(finished);
             (
                 Status::Timeout,
                 None,
@@ -197,6 +212,76 @@ async fn keep_cancelled_logs(
         }
         other => other.map(|row| row.map(Box::new)),
     }
+}
+
+/// When this attempt's failure is retried under the policy the execution
+/// was queued with; `None`: the outcome is final (success, cancel, no
+/// policy, retries used up, or an error type `retry_on` does not name).
+pub fn retry_at(row: &execution::Model, finished: &Finished) -> Option<DateTime<Utc>> {
+    let kind = match &finished.outcome {
+        Outcome::Failed(error) => error.kind.as_str(),
+        Outcome::Timeout => "Timeout",
+        Outcome::Success(_) | Outcome::Cancelled => return None,
+    };
+    let policy = RetryPolicy::from_json(row.retry_policy.as_ref())?;
+    if !policy.retries(row.retry, kind) {
+        return None;
+    }
+    // 0.75..1.25 from the OS's randomness (as a v4 uuid draws it).
+    let draw = (Uuid::new_v4().as_u128() >> 64) as f64 / u64::MAX as f64;
+    let delay = policy.delay(row.retry, 0.75 + draw * 0.5);
+    Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default())
+}
+
+/// Ends this attempt as a failure to retry at `run_at` (see
+/// `statements::retry_later`): the row, now `scheduled`, or `None` when
+/// another attempt owns it. If PostgreSQL refuses the attempt's content
+/// even escaped, the outcome is recorded as final instead (`finish`).
+pub async fn retry_later(
+    db: &DatabaseConnection,
+    id: Uuid,
+    attempt: i32,
+    finished: &Finished,
+    run_at: DateTime<Utc>,
+) -> Result<Recorded, DbErr> {
+    let timeout_message;
+    let (status, kind, message, traceback) = match &finished.outcome {
+        Outcome::Failed(e) => (
+            Status::Failed,
+            e.kind.as_str(),
+            e.message.as_str(),
+            e.traceback.as_deref(),
+        ),
+        _ => {
+            timeout_message = timeout_text(finished);
+            (Status::Timeout, "Timeout", timeout_message.as_str(), None)
+        }
+    };
+    let (kind, message) = (storable::text(kind), storable::text(message));
+    let traceback = traceback.map(storable::text);
+    let logs = storable::text(&finished.logs);
+    let stored = Stored {
+        status,
+        result: None,
+        error: Some((&kind, &message, traceback.as_deref())),
+        logs: &logs,
+        logs_truncated: finished.logs_truncated,
+        duration_ms: Some(duration_ms(finished)),
+    };
+    match statements::retry_later(db, id, attempt, stored, run_at).await {
+        Err(err) if storable::is_content_refusal(&err) => {
+            tracing::warn!(execution = %id, %err, "the failed attempt could not be kept for a retry; recording it as final");
+            finish(db, id, attempt, finished).await
+        }
+        other => other.map(|row| row.map(Box::new)),
+    }
+}
+
+fn timeout_text(finished: &Finished) -> String {
+    format!(
+        "the execution ran for {:.1} s and was killed at its timeout",
+        finished.duration.as_secs_f64()
+    )
 }
 
 /// Records a failure that happened before the child ran (e.g. the workflow's

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use apalis_redis::Config;
 use redis::aio::ConnectionManager;
+use runeflow_queue::{Enqueue, JobQueue};
 use runeflow_shared::jobs::{cancel_channel, wake_channel};
 use runeflow_shared::protocol::Rlimits;
 use runeflow_shared::shutdown::Shutdown;
@@ -103,6 +104,10 @@ pub async fn context(
         zygotes,
         prefetcher,
         running: Running::default(),
+        enqueue: Enqueue::new(
+            deps.db.clone(),
+            JobQueue::new(deps.redis.clone(), &deps.prefix),
+        ),
         limits: Limits {
             rlimits: Rlimits {
                 as_bytes: mb(config.memory_limit_mb),

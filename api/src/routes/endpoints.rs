@@ -92,6 +92,7 @@ pub async fn call(
             reference: &name,
             parameters,
             wait: params.wait,
+            run_at: None,
             idempotency: key
                 .as_deref()
                 .map(|k| (idempotency::endpoint_scope(&name), k)),

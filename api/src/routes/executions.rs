@@ -15,7 +15,7 @@ use runeflow_shared::detect::{Parameter, Settings};
 use runeflow_shared::entities::{execution, workflow};
 use runeflow_shared::executions::idempotency;
 use runeflow_shared::executions::statements::{self, ListFilter, NewExecution};
-use runeflow_shared::executions::{Status, UnknownStatus};
+use runeflow_shared::executions::{RetryPolicy, Status, UnknownStatus};
 use runeflow_shared::store::StoreVersion;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ use crate::state::AppState;
 use crate::waiters::Wakeup;
 
 /// Longest `wait` honoured, in seconds.
-const MAX_WAIT_SECS: f64 = 300.0;
+pub(crate) const MAX_WAIT_SECS: f64 = 300.0;
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 500;
 
@@ -50,6 +50,46 @@ pub struct CreateExecution {
     pub parameters: serde_json::Value,
     /// Hold the request up to this many seconds for the outcome.
     pub wait: Option<f64>,
+    /// Run not before this time (RFC 3339); the execution is `scheduled`
+    /// until then and can be cancelled meanwhile. Not with `delay`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run in this many seconds (at most a year); like `run_at`.
+    pub delay: Option<f64>,
+}
+
+/// Longest `delay` (and furthest `run_at`) accepted.
+const MAX_DELAY_SECS: f64 = 366.0 * 24.0 * 3600.0;
+
+impl CreateExecution {
+    /// When the execution may start; `None`: at once.
+    fn not_before(&self) -> Result<Option<DateTime<Utc>>> {
+        let at = match (self.run_at, self.delay) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::bad_request(
+                    "invalid_body",
+                    "give `run_at` or `delay`, not both".to_owned(),
+                ));
+            }
+            (Some(at), None) => at,
+            (None, Some(delay)) => {
+                if !(delay.is_finite() && (0.0..=MAX_DELAY_SECS).contains(&delay)) {
+                    return Err(AppError::bad_request(
+                        "invalid_body",
+                        format!("`delay` must be a number of seconds from 0 to {MAX_DELAY_SECS}"),
+                    ));
+                }
+                Utc::now() + chrono::Duration::milliseconds((delay * 1000.0) as i64)
+            }
+            (None, None) => return Ok(None),
+        };
+        if (at - Utc::now()).num_seconds() as f64 > MAX_DELAY_SECS {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "`run_at` is more than a year ahead".to_owned(),
+            ));
+        }
+        Ok(Some(at))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,6 +121,16 @@ pub struct ExecutionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
+    /// A `scheduled` execution starts at this time (delayed run, retry).
+    pub run_at: Option<DateTime<Utc>>,
+    /// Retries of user failures used so far.
+    pub retry: i32,
+    /// Earlier attempts that failed and were retried, oldest first: each
+    /// with `attempt`, `status`, `error {type, message, traceback}`, `logs`
+    /// (the last 64 KiB), `worker`, `started_at`, `finished_at`,
+    /// `duration_ms`.
+    #[schema(value_type = Vec<Object>)]
+    pub attempts: serde_json::Value,
 }
 
 impl From<execution::Model> for ExecutionView {
@@ -111,6 +161,9 @@ impl From<execution::Model> for ExecutionView {
             started_at: e.started_at.map(|t| t.with_timezone(&Utc)),
             finished_at: e.finished_at.map(|t| t.with_timezone(&Utc)),
             duration_ms: e.duration_ms,
+            run_at: e.run_at.map(|t| t.with_timezone(&Utc)),
+            retry: e.retry,
+            attempts: e.attempts,
         }
     }
 }
@@ -141,6 +194,7 @@ pub async fn create(
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
     super::text_value("invalid_body", "workflow", Some(&req.workflow))?;
+    let run_at = req.not_before()?;
     let key = idempotency_key(&headers)?;
     start(
         &state,
@@ -148,6 +202,7 @@ pub async fn create(
             reference: &req.workflow,
             parameters: req.parameters,
             wait: req.wait,
+            run_at,
             idempotency: key
                 .as_deref()
                 .map(|k| (idempotency::EXECUTIONS_SCOPE.to_owned(), k)),
@@ -165,6 +220,8 @@ pub(crate) struct Start<'a> {
     pub parameters: serde_json::Value,
     /// Seconds to hold the request for the outcome.
     pub wait: Option<f64>,
+    /// Not before this time (a delayed run); `None`: at once.
+    pub run_at: Option<DateTime<Utc>>,
     /// Scope and `Idempotency-Key`, when one was sent.
     pub idempotency: Option<(String, &'a str)>,
     /// Refuse (404) a workflow whose decorator does not say `endpoint=True`.
@@ -176,11 +233,8 @@ pub(crate) struct Start<'a> {
 /// or 200 with the execution an earlier request with the key created.
 pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> {
     let (target, version) = lookup(state, req.reference).await?;
-    if req.endpoint_only
-        && !Settings::from_json(&target.settings)
-            .endpoint
-            .unwrap_or(false)
-    {
+    let settings = Settings::from_json(&target.settings);
+    if req.endpoint_only && !settings.endpoint.unwrap_or(false) {
         return Err(AppError::NotFound(format!(
             "workflow '{}' is not an HTTP endpoint: its decorator does not say endpoint=True",
             target.name
@@ -213,6 +267,11 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
         parameters,
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
+        run_at: req.run_at,
+        retry_policy: RetryPolicy::from_settings(&settings).map(|p| p.to_json()),
+        max_concurrency: settings
+            .max_concurrency
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
     };
     // Subscribed before the push, so no "finished" notice can slip past.
     let finished = state.waiters.subscribe();
@@ -225,7 +284,7 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
             _ => Ok(None),
         }
     };
-    let waited = match &claim {
+    let (status, waited) = match &claim {
         None => state.enqueue.submit(&new, version, wait).await,
         Some((scope, key, hash)) => {
             let claim = IdempotencyClaim {
@@ -255,14 +314,7 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
             };
             Ok((code, Json(ExecutionView::from(row))).into_response())
         }
-        None => Ok((
-            StatusCode::ACCEPTED,
-            Json(Enqueued {
-                id,
-                status: Status::Pending,
-            }),
-        )
-            .into_response()),
+        None => Ok((StatusCode::ACCEPTED, Json(Enqueued { id, status })).into_response()),
     }
 }
 
@@ -322,7 +374,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// row found is then at least as new as the version it is cached under (a
 /// read that overtook a write published in between would be cached as
 /// current until the next write).
-async fn lookup(state: &AppState, reference: &str) -> Result<(Arc<workflow::Model>, StoreVersion)> {
+pub(crate) async fn lookup(
+    state: &AppState,
+    reference: &str,
+) -> Result<(Arc<workflow::Model>, StoreVersion)> {
     let version = state
         .store()
         .version()
@@ -352,7 +407,7 @@ async fn resolve_workflow(state: &AppState, reference: &str) -> Result<workflow:
 
 /// Parameters must be an object naming every required parameter and no
 /// unknown one (checked against the metadata extracted from the source).
-fn check_parameters(
+pub(crate) fn check_parameters(
     target: &workflow::Model,
     given: serde_json::Value,
 ) -> Result<serde_json::Value> {
@@ -407,7 +462,7 @@ fn check_parameters(
 /// "finished" notifications; returns the row as it then is. `finished`
 /// must have been subscribed before the job was pushed, so no notification
 /// can slip past: the row is read only when one says it may have changed.
-async fn wait_for(
+pub(crate) async fn wait_for(
     state: &AppState,
     mut finished: Receiver<Wakeup>,
     id: Uuid,

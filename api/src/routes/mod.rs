@@ -1,5 +1,6 @@
 //! One module per HTTP resource, each exporting `router()`, merged here.
 
+pub mod data_providers;
 pub mod endpoints;
 pub mod executions;
 pub mod files;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(workflows::router())
         .merge(executions::router())
+        .merge(data_providers::router())
         .merge(endpoints::keys_router())
         .merge(git::router())
         .merge(openapi::router())

@@ -24,6 +24,7 @@ use crate::state::AppState;
         super::executions::create,
         super::executions::show,
         super::executions::cancel,
+        super::data_providers::run,
         super::executions::list,
         super::endpoints::call,
         super::endpoints::create_key,

@@ -37,6 +37,21 @@ pub struct Model {
     pub duration_ms: Option<i64>,
     /// Why the last attempt ended in a worker fault, if one did.
     pub last_fault: Option<String>,
+    /// When a `scheduled` execution becomes `pending` (delayed runs, retries).
+    pub run_at: Option<DateTimeWithTimeZone>,
+    /// `{retries, backoff_seconds, retry_on}` from the workflow when it was
+    /// queued; `None`: user failures are final.
+    pub retry_policy: Option<Json>,
+    /// Retries of user failures used so far.
+    pub retry: i32,
+    /// Earlier attempts that failed and were retried, oldest first.
+    pub attempts: Json,
+    /// Times the row went back to the queue (a retry, a wait for a
+    /// concurrency slot): each push of it is a job of its own.
+    pub requeues: i32,
+    /// `path::function` of a workflow with `max_concurrency`, else `None`.
+    pub concurrency_key: Option<String>,
+    pub max_concurrency: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,8 +4,11 @@
 //! its transition here (and to the table in ARCHITECTURE.md) or not at all.
 
 pub mod idempotency;
+pub mod limits;
+mod retry;
 pub mod statements;
 mod status;
 pub mod transitions;
 
+pub use retry::{DEFAULT_BACKOFF_SECONDS, MAX_BACKOFF, RetryPolicy};
 pub use status::{Status, UnknownStatus};

@@ -27,13 +27,31 @@ pub const FINISH: Move = Move {
     from: &[Running],
     to: &[Success, Failed, Timeout],
 };
+pub const PROMOTE: Move = Move {
+    statement: "promote_due",
+    from: &[Scheduled],
+    to: &[Pending],
+};
+pub const RETRY_LATER: Move = Move {
+    statement: "retry_later",
+    from: &[Running],
+    to: &[Scheduled],
+};
 pub const CANCEL: Move = Move {
     statement: "cancel",
     from: &[Scheduled, Pending, Running],
     to: &[Cancelled],
 };
 /// Every status change a statement here makes.
-pub const MOVES: &[Move] = &[START, FINISH, CANCEL];
+pub const MOVES: &[Move] = &[
+    START,
+    FINISH,
+    PROMOTE,
+    RETRY_LATER,
+    CANCEL,
+    super::limits::WAIT_FOR_SLOT,
+    super::limits::RELEASE_SLOT,
+];
 
 /// What a new execution is: the row's immutable part.
 #[derive(Debug, Clone)]
@@ -46,17 +64,36 @@ pub struct NewExecution {
     /// Module-store generation the API saw.
     pub workspace_gen: u64,
     pub timeout_seconds: Option<f64>,
+    /// Not before this time: the row is `scheduled` until then (delayed runs).
+    pub run_at: Option<DateTime<Utc>>,
+    /// The workflow's retry policy when it was queued (see `RetryPolicy`).
+    pub retry_policy: Option<serde_json::Value>,
+    /// The workflow's `max_concurrency` (see `limits`).
+    pub max_concurrency: Option<i32>,
 }
 
-/// Inserts a `pending` row (asynchronous commit).
-pub async fn insert_pending(db: &impl ConnectionTrait, new: &NewExecution) -> Result<(), DbErr> {
+impl NewExecution {
+    /// The status it is inserted with: `scheduled` while `run_at` is ahead.
+    pub fn initial_status(&self) -> Status {
+        match self.run_at {
+            Some(at) if at > Utc::now() => Scheduled,
+            _ => Pending,
+        }
+    }
+}
+
+/// Inserts the row, `pending` or (with a `run_at` ahead) `scheduled`
+/// (asynchronous commit); returns the status it got.
+pub async fn insert(db: &impl ConnectionTrait, new: &NewExecution) -> Result<Status, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO executions (id, workflow_name, workflow_path, function_name, parameters,
-                                     status, workspace_gen, timeout_seconds, queued_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now() FROM {ASYNC_COMMIT}"
+                                     status, workspace_gen, timeout_seconds, queued_at,
+                                     run_at, retry_policy, max_concurrency, concurrency_key)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12 FROM {ASYNC_COMMIT}"
         )
     });
+    let status = new.initial_status();
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         SQL.as_str(),
@@ -66,13 +103,103 @@ pub async fn insert_pending(db: &impl ConnectionTrait, new: &NewExecution) -> Re
             new.workflow_path.clone().into(),
             new.function_name.clone().into(),
             new.parameters.clone().into(),
-            Pending.as_str().into(),
+            status.as_str().into(),
             i64::try_from(new.workspace_gen).unwrap_or(i64::MAX).into(),
             new.timeout_seconds.into(),
+            new.run_at.map(|at| at.fixed_offset()).into(),
+            new.retry_policy.clone().into(),
+            new.max_concurrency.into(),
+            new.max_concurrency
+                .map(|_| super::limits::key(&new.workflow_path, &new.function_name))
+                .into(),
         ],
     ))
     .await?;
-    Ok(())
+    Ok(status)
+}
+
+/// Moves up to `limit` `scheduled` rows whose time came to `pending`, each
+/// by exactly one caller however many run this (`SKIP LOCKED`): the rows,
+/// for the caller to push.
+pub async fn promote_due(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<execution::Model>, DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE executions SET status = 'pending', queued_at = now()
+             FROM {ASYNC_COMMIT}
+             WHERE id IN (SELECT id FROM executions
+                          WHERE status IN ({}) AND run_at <= now()
+                          ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING executions.*",
+            PROMOTE.from_sql()
+        )
+    });
+    execution::Model::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        SQL.as_str(),
+        [i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .all(db)
+    .await
+}
+
+/// How much of an attempt's logs `retry_later` keeps in `attempts`.
+pub const ATTEMPT_LOG_CHARS: i32 = 65536;
+
+/// Ends attempt `attempt` as a failure to retry at `run_at`: its outcome
+/// goes to `attempts` (logs cut to their last [`ATTEMPT_LOG_CHARS`]), the
+/// row becomes `scheduled` with `retry + 1` and no `started_at` (the next
+/// try's start sets it). Only while that attempt owns
+/// the row: the row, or `None`.
+pub async fn retry_later(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    attempt: i32,
+    outcome: Outcome<'_>,
+    run_at: DateTime<Utc>,
+) -> Result<Option<execution::Model>, DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE executions
+             SET attempts = attempts || jsonb_build_array(jsonb_build_object(
+                     'attempt', attempt, 'status', $3::text, 'worker', worker,
+                     'error', jsonb_build_object('type', $4::text, 'message', $5::text,
+                                                 'traceback', $6::text),
+                     'logs', right($7::text, {ATTEMPT_LOG_CHARS}),
+                     'started_at', started_at, 'finished_at', now(),
+                     'duration_ms', $8::bigint)),
+                 status = 'scheduled', run_at = $9, retry = retry + 1, started_at = NULL,
+                 requeues = requeues + 1,
+                 result = NULL, error_type = NULL, error_message = NULL,
+                 error_traceback = NULL, logs = '', logs_truncated = false
+             FROM {ASYNC_COMMIT}
+             WHERE id = $1 AND attempt = $2 AND status IN ({})
+             RETURNING executions.*",
+            RETRY_LATER.from_sql()
+        )
+    });
+    let (kind, message, traceback) = match outcome.error {
+        Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
+        None => (None, None, None),
+    };
+    one(
+        db,
+        &SQL,
+        vec![
+            id.into(),
+            attempt.into(),
+            outcome.status.as_str().into(),
+            kind.into(),
+            message.into(),
+            traceback.into(),
+            outcome.logs.into(),
+            outcome.duration_ms.into(),
+            run_at.fixed_offset().into(),
+        ],
+    )
+    .await
 }
 
 /// Marks the execution running for a new attempt (`attempt + 1`) by

@@ -19,14 +19,28 @@ const fn t(from: Status, to: Status, by: &'static str) -> Transition {
 
 /// Every legal transition. A final status has none out of it.
 pub const TABLE: &[Transition] = &[
-    t(Scheduled, Pending, "its time came (delayed runs; reserved)"),
+    t(
+        Scheduled,
+        Pending,
+        "its time came (delayed run, or a retry's backoff)",
+    ),
     t(Scheduled, Cancelled, "cancel before its time"),
     t(Pending, Running, "a worker starts attempt 1"),
     t(Pending, Cancelled, "cancel before a worker started it"),
+    t(
+        Pending,
+        Scheduled,
+        "its workflow's max_concurrency is reached: it waits for a slot",
+    ),
     t(Running, Running, "a redelivery starts the next attempt"),
     t(Running, Success, "the attempt's outcome"),
     t(Running, Failed, "the attempt's outcome, or given up"),
     t(Running, Timeout, "the attempt's outcome"),
+    t(
+        Running,
+        Scheduled,
+        "a failed attempt with retries left waits for its backoff",
+    ),
     t(Running, Cancelled, "cancel of the running attempt"),
 ];
 
