@@ -230,3 +230,86 @@ async fn missing_wrong_foreign_and_revoked_keys_are_401() {
     assert_eq!(env.count("SELECT count(*) FROM executions").await, 1);
     env.cleanup().await;
 }
+
+/// What one run of the `runeflow` binary printed and returned.
+async fn runeflow(server: &common::HttpServer, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_runeflow"))
+        .args(args)
+        .env("RUNEFLOW_URL", &server.url)
+        .env("RUNEFLOW_API_TOKEN", common::TOKEN)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run the runeflow binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `runeflow endpoints` and `runeflow run --idempotency-key` through the
+/// real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_endpoints_manages_keys_and_calls() {
+    let env = setup().await;
+    let worker = env.start_worker(test_worker_config()).await;
+    let server = env.serve_http().await;
+
+    let (code, out, err) = runeflow(&server, &["endpoints", "ls"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("greet\t/api/endpoints/greet"), "{out}");
+    assert!(!out.contains("private"), "{out}");
+
+    let (code, key, err) = runeflow(
+        &server,
+        &["endpoints", "create-key", "greet", "--name", "ci"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("rfk_"), "{key}");
+    let (code, listed, err) = runeflow(&server, &["endpoints", "keys", "greet"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(listed.contains("\tci\tlive\t"), "{listed}");
+    assert!(!listed.contains(&key), "{listed}");
+    let id = listed.split('\t').next().unwrap().to_owned();
+
+    let (code, out, err) = runeflow(
+        &server,
+        &["endpoints", "call", "greet", "-p", "name=cli", "--wait"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hello cli"), "{out}");
+
+    let run = [
+        "run",
+        "greet",
+        "-p",
+        "name=once",
+        "--no-wait",
+        "--idempotency-key",
+        "cli-1",
+    ];
+    let (code, first, err) = runeflow(&server, &run).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, second, err) = runeflow(&server, &run).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(first, second);
+    assert_eq!(
+        env.count("SELECT count(*) FROM executions WHERE parameters->>'name' = 'once'")
+            .await,
+        1
+    );
+
+    let (code, _, err) = runeflow(&server, &["endpoints", "revoke-key", "greet", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, listed, _) = runeflow(&server, &["endpoints", "keys", "greet"]).await;
+    assert!(listed.contains("\tci\trevoked\t"), "{listed}");
+    let r = call_with_key(&env, "/api/endpoints/greet", &key, r#"{"name": "x"}"#).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    drop(server);
+    worker.stop().await;
+    env.cleanup().await;
+}
