@@ -47,6 +47,9 @@ pub enum Command {
     /// List, add and remove cron schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// HTTP endpoints: list them, manage their keys, call one.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
     /// Sync the workspace with a git remote (through the API).
     #[command(subcommand)]
     Git(GitCommand),
@@ -121,6 +124,73 @@ pub struct RunArgs {
     /// Print the execution id and return at once.
     #[arg(long)]
     pub no_wait: bool,
+    /// Sent as `Idempotency-Key`: a repeat within 24 h returns the first
+    /// run's execution instead of starting another.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointsCommand {
+    /// Workflows exposed as HTTP endpoints (`endpoint=True`).
+    Ls(ClientArgs),
+    /// A workflow's endpoint keys (never the keys themselves).
+    Keys(EndpointNameArgs),
+    /// Create an endpoint key; it is printed this once.
+    CreateKey(CreateKeyArgs),
+    /// Revoke an endpoint key: calls with it are refused from now on.
+    RevokeKey(RevokeKeyArgs),
+    /// Call an endpoint (with the bearer token) and print its result.
+    Call(CallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EndpointNameArgs {
+    /// Workflow name.
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateKeyArgs {
+    /// Workflow name.
+    pub workflow: String,
+    /// What the key is for (e.g. the sender).
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeKeyArgs {
+    /// Workflow name.
+    pub name: String,
+    /// Key id (from `runeflow endpoints keys`).
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CallArgs {
+    /// Workflow name.
+    pub name: String,
+    /// A parameter as `key=value` (value parsed as JSON, else a string); repeatable.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// All parameters as one JSON object (`-p` entries override its keys).
+    #[arg(long, value_name = "JSON")]
+    pub params_json: Option<String>,
+    /// Wait for the outcome and print it (else print the execution id).
+    #[arg(long)]
+    pub wait: bool,
+    /// Sent as `Idempotency-Key`.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -63,8 +63,10 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
     assert_eq!(
         table_names(&url).await,
         [
+            "endpoint_keys",
             "executions",
             "git_sync",
+            "idempotency_keys",
             "schedules",
             "seaql_migrations",
             "workflows",
@@ -173,8 +175,10 @@ async fn migrations_go_down_and_up_cleanly() {
     assert_eq!(
         table_names(&url).await,
         [
+            "endpoint_keys",
             "executions",
             "git_sync",
+            "idempotency_keys",
             "schedules",
             "seaql_migrations",
             "workflows",

@@ -42,6 +42,9 @@ pub enum AppError {
     BadRequest { code: &'static str, message: String },
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// An HTTP endpoint's key was refused (the message says why, never the key).
+    #[error("{0}")]
+    UnauthorizedKey(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -83,7 +86,9 @@ impl AppError {
         match self {
             AppError::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Unauthorized | AppError::UnauthorizedKey(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),

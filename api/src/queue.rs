@@ -1,4 +1,6 @@
 //! The executions queue (in `runeflow-queue`, shared with the worker).
 
 pub use runeflow_queue::config::IDEMPOTENCY_TTL;
-pub use runeflow_queue::{Cancelled, Enqueue, EnqueueError, JobQueue, QueueError};
+pub use runeflow_queue::{
+    Cancelled, Enqueue, EnqueueError, IdempotencyClaim, JobQueue, QueueError, Submitted,
+};

@@ -1,6 +1,6 @@
 //! Execution retention: deletes `executions` rows older than
 //! `RUNEFLOW_RETENTION_DAYS` (default 30; 0 keeps them forever), so the
-//! table stays bounded.
+//! table stays bounded; and purges idempotency keys past their 24 h window.
 //!
 //! Deletes go in batches of [`BATCH`] rows, one short statement each
 //! (`statements::delete_batch_queued_before`), so no statement holds many
@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use runeflow_shared::executions::statements;
+use runeflow_shared::executions::{idempotency, statements};
 use sea_orm::{DatabaseConnection, DbErr};
 
 /// Rows deleted per statement.
@@ -42,10 +42,9 @@ pub async fn run_once(db: &DatabaseConnection, days: u32) -> Result<u64, DbErr> 
 }
 
 /// Runs a pass shortly after start and then every [`EVERY`] until `stop`.
+/// Idempotency keys past their 24 h window are purged on every pass, even
+/// when executions are kept forever (they are ignored once expired anyway).
 pub async fn run(db: DatabaseConnection, days: u32, stop: impl Future<Output = ()>) {
-    if days == 0 {
-        return;
-    }
     tokio::pin!(stop);
     let mut wait = FIRST_AFTER;
     loop {
@@ -58,6 +57,11 @@ pub async fn run(db: DatabaseConnection, days: u32, stop: impl Future<Output = (
             Ok(0) => {}
             Ok(n) => tracing::info!(executions = n, days, "deleted executions past retention"),
             Err(err) => tracing::warn!(%err, "deleting old executions failed"),
+        }
+        match idempotency::purge_expired(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "purged expired idempotency keys"),
+            Err(err) => tracing::warn!(%err, "purging idempotency keys failed"),
         }
     }
 }

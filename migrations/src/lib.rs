@@ -15,6 +15,7 @@ mod m20261201_000005_execution_last_fault;
 mod m20261206_000006_execution_scheduled;
 mod m20261206_000007_workflow_settings;
 mod m20261206_000008_delayed_runs_and_retries;
+mod m20261206_000009_endpoint_keys_idempotency;
 mod m20261206_000010_schedules;
 
 /// The ordered list of migrations `runeflow init` applies.
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000006_execution_scheduled::Migration),
             Box::new(m20261206_000007_workflow_settings::Migration),
             Box::new(m20261206_000008_delayed_runs_and_retries::Migration),
+            Box::new(m20261206_000009_endpoint_keys_idempotency::Migration),
             Box::new(m20261206_000010_schedules::Migration),
         ]
     }

@@ -9,11 +9,12 @@ use std::future::Future;
 
 use runeflow_shared::durability::flush_wal;
 use runeflow_shared::entities::execution;
+use runeflow_shared::executions::idempotency;
 use runeflow_shared::executions::statements::{self, NewExecution};
 use runeflow_shared::executions::{Status, limits};
 use runeflow_shared::jobs::{RunDetails, RunWorkflow};
 use runeflow_shared::store::StoreVersion;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
 use crate::push::{JobQueue, QueueError};
 
@@ -23,6 +24,25 @@ pub enum EnqueueError {
     Insert(#[source] DbErr),
     #[error("PostgreSQL could not make the execution durable: {0}")]
     Flush(#[source] DbErr),
+}
+
+/// An `Idempotency-Key` presented with a new execution.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyClaim<'a> {
+    /// `executions` or `endpoint:<name>`.
+    pub scope: &'a str,
+    pub key: &'a str,
+    /// [`idempotency::request_hash`] of the request.
+    pub request_hash: &'a str,
+}
+
+/// What [`Enqueue::submit_once`] did.
+#[derive(Debug)]
+pub enum Submitted<T> {
+    /// The key was free: the execution was inserted and pushed.
+    New(T),
+    /// A live key row already names an execution (possibly for another body).
+    Existing(idempotency::Recorded),
 }
 
 /// Inserts and pushes executions (cheap to clone).
@@ -62,15 +82,8 @@ impl Enqueue {
         let status = statements::insert(&self.db, new)
             .await
             .map_err(EnqueueError::Insert)?
-            // Only a `schedule_tick` can collide, and REST sets none.
-            .ok_or_else(|| {
-                EnqueueError::Insert(DbErr::Custom(format!(
-                    "execution {} was not inserted: its schedule tick was enqueued already",
-                    new.id
-                )))
-            })?;
-        let out = self.push_then(new, status, workspace, meanwhile).await?;
-        Ok((status, out))
+            .ok_or_else(|| not_inserted(new))?;
+        self.push_and_flush(new, status, workspace, meanwhile).await
     }
 
     /// Inserts `new` inside the caller's transaction `txn` (the
@@ -96,18 +109,65 @@ impl Enqueue {
         new: &NewExecution,
         workspace: StoreVersion,
     ) -> Result<(), EnqueueError> {
-        self.push_then(new, new.initial_status(), workspace, async {})
+        self.push_and_flush(new, new.initial_status(), workspace, async {})
             .await
+            .map(|_| ())
     }
 
-    /// Push (of a pending row) ∥ flush, then `meanwhile`'s output.
-    async fn push_then<T>(
+    /// [`Enqueue::submit`] under an idempotency key: the execution row and
+    /// the key row are inserted in one transaction, so of two requests
+    /// racing with one key exactly one inserts its execution. The other
+    /// waits on the key's primary key until the first commits, rolls back
+    /// its own row and gets the winner's (`Existing`); nothing is pushed
+    /// for it and `meanwhile` is not run.
+    pub async fn submit_once<T>(
+        &self,
+        new: &NewExecution,
+        workspace: StoreVersion,
+        claim: IdempotencyClaim<'_>,
+        meanwhile: impl Future<Output = T>,
+    ) -> Result<Submitted<(Status, T)>, EnqueueError> {
+        // A row can vanish between the failed claim and the read (purged
+        // past its window): then the key is free again, so try once more.
+        for _ in 0..3 {
+            let txn = self.db.begin().await.map_err(EnqueueError::Insert)?;
+            let status = statements::insert(&txn, new)
+                .await
+                .map_err(EnqueueError::Insert)?
+                .ok_or_else(|| not_inserted(new))?;
+            let took = idempotency::claim(&txn, claim.scope, claim.key, claim.request_hash, new.id)
+                .await
+                .map_err(EnqueueError::Insert)?;
+            if took {
+                txn.commit().await.map_err(EnqueueError::Insert)?;
+                return Ok(Submitted::New(
+                    self.push_and_flush(new, status, workspace, meanwhile)
+                        .await?,
+                ));
+            }
+            txn.rollback().await.map_err(EnqueueError::Insert)?;
+            if let Some(found) = idempotency::find(&self.db, claim.scope, claim.key)
+                .await
+                .map_err(EnqueueError::Insert)?
+            {
+                return Ok(Submitted::Existing(found));
+            }
+        }
+        Err(EnqueueError::Insert(DbErr::Custom(format!(
+            "idempotency key in scope '{}' kept changing hands",
+            claim.scope
+        ))))
+    }
+
+    /// Pushes the committed row's job (a pending one's) ∥ flushes the WAL,
+    /// then runs `meanwhile` after the push.
+    async fn push_and_flush<T>(
         &self,
         new: &NewExecution,
         status: Status,
         workspace: StoreVersion,
         meanwhile: impl Future<Output = T>,
-    ) -> Result<T, EnqueueError> {
+    ) -> Result<(Status, T), EnqueueError> {
         let job = RunWorkflow {
             execution_id: new.id,
             workspace,
@@ -129,7 +189,7 @@ impl Enqueue {
         };
         let (flushed, out) = tokio::join!(flush_wal(&self.db), push_then);
         flushed.map_err(EnqueueError::Flush)?;
-        Ok(out)
+        Ok((status, out))
     }
 
     /// Pushes the job of an existing row again (a no-op while its job is
@@ -186,4 +246,13 @@ impl Enqueue {
             .map_err(EnqueueError::Insert)?;
         self.push_rows(&rows).await
     }
+}
+
+/// Only a `schedule_tick` can keep an insert from happening, and only the
+/// scheduler (through `insert_in`) sets one.
+fn not_inserted(new: &NewExecution) -> EnqueueError {
+    EnqueueError::Insert(DbErr::Custom(format!(
+        "execution {} was not inserted: its schedule tick was enqueued already",
+        new.id
+    )))
 }

@@ -10,5 +10,5 @@ mod enqueue;
 mod push;
 
 pub use cancel::Cancelled;
-pub use enqueue::{Enqueue, EnqueueError};
+pub use enqueue::{Enqueue, EnqueueError, IdempotencyClaim, Submitted};
 pub use push::{JobQueue, QueueError, job_key};

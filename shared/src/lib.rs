@@ -5,6 +5,7 @@
 pub mod config;
 pub mod detect;
 pub mod durability;
+pub mod endpoint_keys;
 pub mod entities;
 pub mod executions;
 pub mod finished_notice;

@@ -109,7 +109,21 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(StatusCode, Value)> {
+        self.json_with(method, path_and_query, body, &[]).await
+    }
+
+    /// [`ApiClient::json`] with extra headers (e.g. `Idempotency-Key`).
+    pub async fn json_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut builder = self.request(method, &format!("{}{path_and_query}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(body) = body {
             builder = builder.json(body);
         }
@@ -118,6 +132,10 @@ impl ApiClient {
         let text = response.text().await.context("reading the API's answer")?;
         if !status.is_success() {
             return Err(api_error(status, &text).into());
+        }
+        if text.trim().is_empty() {
+            // 204 No Content (e.g. a revoke).
+            return Ok((status, Value::Null));
         }
         let value = serde_json::from_str(&text).with_context(|| {
             format!("the API answered {status} with something that is not JSON")

@@ -4,6 +4,7 @@ pub mod api;
 mod client;
 pub mod dev;
 mod dev_services;
+pub mod endpoints;
 pub mod executions;
 pub mod git;
 pub mod import;
@@ -42,6 +43,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => executions::run_logs(args).await,
         Command::Cancel(args) => executions::run_cancel(args).await,
         Command::Schedules(command) => schedules::run(command).await,
+        Command::Endpoints(command) => endpoints::run(command).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,
         Command::WorkerHealth(args) => worker_health::run(&args),

@@ -22,14 +22,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.no_wait {
         body["wait"] = json!(WAIT_SECS);
     }
-    let (_, mut execution) = client
-        .json(Method::POST, "/api/executions", Some(&body))
+    let headers: Vec<(&str, &str)> = args
+        .idempotency_key
+        .as_deref()
+        .map(|key| ("Idempotency-Key", key))
+        .into_iter()
+        .collect();
+    let (_, execution) = client
+        .json_with(Method::POST, "/api/executions", Some(&body), &headers)
         .await?;
+    follow(&client, execution, args.no_wait).await
+}
+
+/// Prints the id (`no_wait`), or waits for the execution's end and shows
+/// its outcome (exit code as for `run`).
+pub async fn follow(client: &ApiClient, mut execution: Value, no_wait: bool) -> anyhow::Result<()> {
     let id = execution["id"]
         .as_str()
         .context("the API's answer has no execution id")?
         .to_owned();
-    if args.no_wait {
+    if no_wait {
         println!("{id}");
         return Ok(());
     }

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use runeflow_shared::detect::Parameter;
-use runeflow_shared::detect::Settings;
+use runeflow_shared::detect::{Parameter, Settings};
 use runeflow_shared::entities::{execution, workflow};
+use runeflow_shared::executions::idempotency;
 use runeflow_shared::executions::statements::{self, ListFilter, NewExecution};
 use runeflow_shared::executions::{RetryPolicy, Status, UnknownStatus};
 use runeflow_shared::store::StoreVersion;
@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{AppError, ErrorBody, Result};
-use crate::queue::{Cancelled, EnqueueError};
+use crate::queue::{Cancelled, EnqueueError, IdempotencyClaim, Submitted};
 use crate::state::AppState;
 use crate::waiters::Wakeup;
 
@@ -179,21 +179,79 @@ pub struct Enqueued {
     request_body = CreateExecution,
     responses(
         (status = 202, description = "Queued (or still running after `wait`)", body = Enqueued),
-        (status = 200, description = "Finished within `wait`", body = ExecutionView),
-        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 200, description = "Finished within `wait`, or the execution an earlier request with this `Idempotency-Key` created", body = ExecutionView),
+        (status = 400, description = "Malformed body or `Idempotency-Key`", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody),
         (status = 409, description = "Ambiguous name; `candidates` lists them", body = ErrorBody),
-        (status = 422, description = "Missing, unknown or malformed parameters", body = ErrorBody),
+        (status = 422, description = "Missing, unknown or malformed parameters, or an `Idempotency-Key` reused for a different request", body = ErrorBody),
     ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters: a repeat within 24 h answers 200 with the execution the first request created")),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: std::result::Result<Json<CreateExecution>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
     super::text_value("invalid_body", "workflow", Some(&req.workflow))?;
     let run_at = req.not_before()?;
-    let (target, version) = lookup(&state, &req.workflow).await?;
+    let key = idempotency_key(&headers)?;
+    start(
+        &state,
+        Start {
+            reference: &req.workflow,
+            parameters: req.parameters,
+            wait: req.wait,
+            run_at,
+            idempotency: key
+                .as_deref()
+                .map(|k| (idempotency::EXECUTIONS_SCOPE.to_owned(), k)),
+            endpoint_only: false,
+        },
+    )
+    .await
+}
+
+/// One request to start an execution, from `POST /api/executions` or an
+/// HTTP endpoint.
+pub(crate) struct Start<'a> {
+    /// A workflow name or `<path>::<function>`.
+    pub reference: &'a str,
+    pub parameters: serde_json::Value,
+    /// Seconds to hold the request for the outcome.
+    pub wait: Option<f64>,
+    /// Not before this time (a delayed run); `None`: at once.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Scope and `Idempotency-Key`, when one was sent.
+    pub idempotency: Option<(String, &'a str)>,
+    /// Refuse (404) a workflow whose decorator does not say `endpoint=True`.
+    pub endpoint_only: bool,
+}
+
+/// Validates and enqueues `req` (at most once per idempotency key):
+/// 202 `Enqueued`, or the `ExecutionView` after `wait` (200 when final),
+/// or 200 with the execution an earlier request with the key created.
+pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> {
+    let (target, version) = lookup(state, req.reference).await?;
+    let settings = Settings::from_json(&target.settings);
+    if req.endpoint_only && !settings.endpoint.unwrap_or(false) {
+        return Err(AppError::NotFound(format!(
+            "workflow '{}' is not an HTTP endpoint: its decorator does not say endpoint=True",
+            target.name
+        )));
+    }
+    let claim = req.idempotency.as_ref().map(|(scope, key)| {
+        (
+            scope.as_str(),
+            *key,
+            idempotency::request_hash(req.reference, &req.parameters),
+        )
+    });
+    if let Some((scope, key, hash)) = &claim
+        && let Some(found) = idempotency::find(state.db(), scope, key).await?
+    {
+        return replay(state, key, hash, found, req.wait).await;
+    }
     let parameters = check_parameters(&target, req.parameters)?;
     if super::json_has_nul(&parameters) {
         return Err(AppError::Unprocessable(
@@ -210,7 +268,7 @@ pub async fn create(
         parameters,
         workspace_gen: version.generation,
         timeout_seconds: target.timeout_seconds,
-        run_at,
+        run_at: req.run_at,
         retry_policy,
         max_concurrency,
         schedule_tick: None,
@@ -221,20 +279,32 @@ pub async fn create(
         match req.wait {
             Some(wait) if wait > 0.0 => {
                 let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
-                wait_for(&state, finished, id, wait).await.map(Some)
+                wait_for(state, finished, id, wait).await.map(Some)
             }
             _ => Ok(None),
         }
     };
-    let (status, waited) =
-        state
-            .enqueue
-            .submit(&new, version, wait)
-            .await
-            .map_err(|e| match e {
-                EnqueueError::Insert(e) => AppError::from(e),
-                flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
-            })?;
+    let (status, waited) = match &claim {
+        None => state.enqueue.submit(&new, version, wait).await,
+        Some((scope, key, hash)) => {
+            let claim = IdempotencyClaim {
+                scope,
+                key,
+                request_hash: hash,
+            };
+            match state.enqueue.submit_once(&new, version, claim, wait).await {
+                Ok(Submitted::New(waited)) => Ok(waited),
+                Ok(Submitted::Existing(found)) => {
+                    return replay(state, key, hash, found, req.wait).await;
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+    .map_err(|e| match e {
+        EnqueueError::Insert(e) => AppError::from(e),
+        flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
+    })?;
     match waited? {
         Some(row) => {
             let code = if row.status.is_final() {
@@ -259,6 +329,55 @@ pub(crate) fn policies(target: &workflow::Model) -> (Option<serde_json::Value>, 
             .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
     )
 }
+
+/// The answer to a repeated `Idempotency-Key`: 200 with the execution it
+/// created (after `wait`, like a first request), or 422 when this request
+/// is not the one the key was first used for.
+async fn replay(
+    state: &AppState,
+    key: &str,
+    hash: &str,
+    found: idempotency::Recorded,
+    wait: Option<f64>,
+) -> Result<Response> {
+    if found.request_hash != hash {
+        return Err(AppError::Unprocessable(format!(
+            "Idempotency-Key '{key}' was used at {} for a different request (workflow and parameters) \
+             that created execution {}; send a new key for a new request",
+            found.created_at.to_rfc3339(),
+            found.execution_id
+        )));
+    }
+    let finished = state.waiters.subscribe();
+    let row = load(state, found.execution_id).await?;
+    let row = match wait {
+        Some(wait) if wait > 0.0 && !row.status.is_final() => {
+            let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECS));
+            wait_for(state, finished, found.execution_id, wait).await?
+        }
+        _ => row,
+    };
+    Ok((StatusCode::OK, Json(ExecutionView::from(row))).into_response())
+}
+
+/// The `Idempotency-Key` header, checked (400 when malformed).
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| {
+        AppError::bad_request(
+            "invalid_idempotency_key",
+            idempotency::InvalidKey::NotPrintable.to_string(),
+        )
+    })?;
+    idempotency::check_key(key)
+        .map_err(|e| AppError::bad_request("invalid_idempotency_key", e.to_string()))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Header name of idempotency keys.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `name` or `path::function` → the one workflow row it means.
 /// The workflow `reference` names and the store version the job is pinned

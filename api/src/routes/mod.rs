@@ -1,6 +1,7 @@
 //! One module per HTTP resource, each exporting `router()`, merged here.
 
 pub mod data_providers;
+pub mod endpoints;
 pub mod executions;
 pub mod files;
 pub mod git;
@@ -15,8 +16,9 @@ use axum::middleware::from_fn_with_state;
 use crate::auth::require_token;
 use crate::state::AppState;
 
-/// The whole HTTP surface: open health probes, everything under `/api`
-/// behind the bearer token.
+/// The whole HTTP surface: open health probes, HTTP endpoints (bearer
+/// token or endpoint key, checked by the handler), everything else under
+/// `/api` behind the bearer token.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(files::router())
@@ -24,11 +26,13 @@ pub fn router(state: AppState) -> Router {
         .merge(executions::router())
         .merge(data_providers::router())
         .merge(schedules::router())
+        .merge(endpoints::keys_router())
         .merge(git::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(health::router())
+        .merge(endpoints::router())
         .merge(api)
         .fallback(not_found)
         .with_state(state)

@@ -3,14 +3,14 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows, executions, schedules and git sync."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -30,6 +30,10 @@ use crate::state::AppState;
         super::schedules::list,
         super::schedules::show,
         super::schedules::remove,
+        super::endpoints::call,
+        super::endpoints::create_key,
+        super::endpoints::list_keys,
+        super::endpoints::revoke_key,
         super::git::push,
         super::git::pull,
         openapi_json,
@@ -46,6 +50,10 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "endpoint_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Runeflow-Key"))),
         );
         // Every operation behind the token answers 401 without it: say so
         // once here rather than on each handler.

@@ -3,6 +3,7 @@
 //! ([`statements`]). Nothing else writes the table, so a new feature adds
 //! its transition here (and to the table in ARCHITECTURE.md) or not at all.
 
+pub mod idempotency;
 pub mod limits;
 mod retry;
 pub mod statements;
