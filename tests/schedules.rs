@@ -452,3 +452,39 @@ async fn the_cli_adds_lists_and_removes_schedules() {
     drop(server);
     env.cleanup().await;
 }
+
+/// A tick's execution runs on a real worker like any other: a one-second
+/// API schedule with the scheduler loop and `runeflow worker` running
+/// gives successful executions with the schedule's parameters.
+#[tokio::test]
+async fn scheduled_executions_run_on_a_worker() {
+    let env = TestEnv::new().await;
+    let id = scheduled(&env, "* * * * * *", false).await;
+    let worker = common::worker_process::WorkerProcess::spawn(&env, "w", &[]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let loop_task = tokio::spawn(runeflow_api::scheduler::run(api_state(&env), async {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = env
+            .count(&format!(
+                "SELECT count(*) FROM executions WHERE schedule_tick LIKE '{id}@%'
+                 AND status = 'success' AND result = '\"hi tick\"'::jsonb"
+            ))
+            .await;
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scheduled execution succeeded; worker log:\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    let _ = loop_task.await;
+    drop(worker);
+    env.cleanup().await;
+}
