@@ -250,3 +250,57 @@ async fn listing_by_an_unknown_status_is_a_400_naming_the_accepted_ones() {
     assert_eq!(r.json()["executions"], serde_json::json!([]));
     env.cleanup().await;
 }
+
+/// Worker faults have their own bound: starts beyond one per try (first run
+/// or retry) count, retries of user failures do not.
+#[tokio::test]
+async fn worker_faults_are_bounded_apart_from_retries() {
+    use runeflow_worker::record::{self, Start};
+    let env = TestEnv::new().await;
+    let id = pending(&env).await;
+    let max_attempts = 2;
+    started(&env, id, max_attempts, 1).await;
+    // The first try fails and is retried: not a fault.
+    let failed = Outcome {
+        status: Status::Failed,
+        error: Some(("ValueError", "flaky", None)),
+        result: None,
+        ..success("")
+    };
+    let row = statements::retry_later(&env.db, id, 1, failed, chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.status, row.retry, row.requeues),
+        (Status::Scheduled, 1, 1)
+    );
+    assert_eq!(statements::promote_due(&env.db, 10).await.unwrap().len(), 1);
+    started(&env, id, max_attempts, 2).await;
+    // One redelivery (a fault) is within the bound of 2...
+    started(&env, id, max_attempts, 3).await;
+    // ...a second one reaches it: given up as WorkerLost, the retry not counted.
+    let gave_up = record::start(&env.db, id, "w", max_attempts, None)
+        .await
+        .unwrap();
+    assert!(matches!(gave_up, Start::GaveUp), "{gave_up:?}");
+    let row = statements::get(&env.db, id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.error_type.as_deref()),
+        (Status::Failed, Some("WorkerLost"))
+    );
+    assert_eq!(row.attempts.as_array().map(Vec::len), Some(1));
+    env.cleanup().await;
+}
+
+/// Starts `id` and asserts it runs as attempt `n`.
+async fn started(env: &TestEnv, id: Uuid, max_attempts: i32, n: i32) {
+    use runeflow_worker::record::{self, Start};
+    match record::start(&env.db, id, "w", max_attempts, None)
+        .await
+        .unwrap()
+    {
+        Start::Run(row) => assert_eq!(row.attempt, n),
+        other => panic!("start {n}: {other:?}"),
+    }
+}
