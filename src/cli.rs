@@ -47,6 +47,9 @@ pub enum Command {
     /// List, add and remove cron schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Scoped API tokens: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// HTTP endpoints: list them, manage their keys, call one.
     #[command(subcommand)]
     Endpoints(EndpointsCommand),
@@ -128,6 +131,37 @@ pub struct RunArgs {
     /// run's execution instead of starting another.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token with scopes (read, run, write, admin); it is printed
+    /// this once.
+    Create(CreateTokenArgs),
+    /// Every token: id, name, scopes, created, last used, revoked.
+    Ls(ClientArgs),
+    /// Revoke a token: refused from its next request on.
+    Revoke(TokenIdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenIdArgs {
+    /// Token id (from `runeflow token ls`).
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateTokenArgs {
+    /// Who or what uses it (e.g. `ci`).
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated: read, run, write, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -567,6 +567,9 @@ async fn openapi_lists_every_route() {
         ("/api/schedules", "get"),
         ("/api/schedules/{id}", "get"),
         ("/api/schedules/{id}", "delete"),
+        ("/api/tokens", "post"),
+        ("/api/tokens", "get"),
+        ("/api/tokens/{id}", "delete"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];

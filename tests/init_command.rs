@@ -63,6 +63,7 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
     assert_eq!(
         table_names(&url).await,
         [
+            "api_tokens",
             "endpoint_keys",
             "executions",
             "git_sync",
@@ -175,6 +176,7 @@ async fn migrations_go_down_and_up_cleanly() {
     assert_eq!(
         table_names(&url).await,
         [
+            "api_tokens",
             "endpoint_keys",
             "executions",
             "git_sync",

@@ -1,43 +1,112 @@
-//! Bearer-token check for every `/api` route (HTTP endpoints check it
+//! Who is calling, and may they: every `/api` route needs a bearer token
+//! with the scope its route group needs (HTTP endpoints check it
 //! themselves, as an alternative to an endpoint key).
+//!
+//! `RUNEFLOW_API_TOKEN` is the bootstrap token (every scope), compared in
+//! constant time; any other token is looked up by its sha256 on every
+//! request, so a revoked one is refused at once.
 
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use runeflow_shared::hash::content_hash;
+use runeflow_shared::tokens::{self, Principal, Scope};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// Rejects requests without `Authorization: Bearer <token>`. Both sides are
-/// hashed first so the comparison takes the same time whatever the length
-/// or content of the guess.
+/// Rejects a request without a live token (401) or whose token lacks the
+/// scope of its route (403 naming it); passes the [`Principal`] on in the
+/// request's extensions.
 pub async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    if has_token(&state, request.headers()) {
-        Ok(next.run(request).await)
-    } else {
-        Err(AppError::Unauthorized)
+    let principal = principal(&state, request.headers())
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let needed = required_scope(request.method(), request.uri().path());
+    if !principal.allows(needed) {
+        return Err(AppError::Forbidden(needed));
     }
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
 }
 
-/// True when `headers` carry the API's bearer token. HTTP endpoints, which
-/// also accept an endpoint key, call this themselves.
-pub fn has_token(state: &AppState, headers: &HeaderMap) -> bool {
+/// The principal of the bearer token in `headers`: the bootstrap token, a
+/// live API token, or `None`.
+pub async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, AppError> {
     let Some(presented) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
     else {
-        return false;
+        return Ok(None);
     };
+    // Hashed first, so the comparison takes the same time whatever the
+    // length or content of the guess.
     let digest = content_hash(presented.as_bytes());
-    bool::from(digest.as_bytes().ct_eq(state.token_digest.as_bytes()))
+    if bool::from(digest.as_bytes().ct_eq(state.token_digest.as_bytes())) {
+        return Ok(Some(Principal::bootstrap()));
+    }
+    if !presented.starts_with(tokens::PREFIX) {
+        return Ok(None);
+    }
+    Ok(tokens::authenticate(state.db(), presented).await?)
+}
+
+/// The scope a route needs: `admin` for tokens, `read` for any other GET,
+/// `run` to start or cancel executions and run data providers, `write` for
+/// everything else (files, git, schedules, endpoint keys).
+pub fn required_scope(method: &Method, path: &str) -> Scope {
+    if path == "/api/tokens" || path.starts_with("/api/tokens/") {
+        return Scope::Admin;
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return Scope::Read;
+    }
+    let run = path == "/api/executions"
+        || (path.starts_with("/api/executions/") && path.ends_with("/cancel"))
+        || path.starts_with("/api/data-providers/")
+        || path.starts_with("/api/endpoints/");
+    if method == Method::POST && run {
+        Scope::Run
+    } else {
+        Scope::Write
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_groups_map_to_their_scope() {
+        let cases = [
+            (Method::GET, "/api/files", Scope::Read),
+            (Method::GET, "/api/executions/x", Scope::Read),
+            (Method::POST, "/api/executions", Scope::Run),
+            (Method::POST, "/api/executions/x/cancel", Scope::Run),
+            (Method::POST, "/api/data-providers/p", Scope::Run),
+            (Method::PUT, "/api/files/a.py", Scope::Write),
+            (Method::POST, "/api/files/move", Scope::Write),
+            (Method::POST, "/api/git/pull", Scope::Write),
+            (Method::POST, "/api/schedules", Scope::Write),
+            (Method::DELETE, "/api/schedules/x", Scope::Write),
+            (Method::POST, "/api/workflows/w/keys", Scope::Write),
+            (Method::GET, "/api/tokens", Scope::Admin),
+            (Method::DELETE, "/api/tokens/x", Scope::Admin),
+        ];
+        for (method, path, scope) in cases {
+            assert_eq!(required_scope(&method, path), scope, "{method} {path}");
+        }
+    }
 }

@@ -42,6 +42,9 @@ pub enum AppError {
     BadRequest { code: &'static str, message: String },
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The token is live but lacks the scope its route needs.
+    #[error("this token lacks the '{0}' scope, which this route needs")]
+    Forbidden(runeflow_shared::tokens::Scope),
     /// An HTTP endpoint's key was refused (the message says why, never the key).
     #[error("{0}")]
     UnauthorizedKey(String),
@@ -89,6 +92,7 @@ impl AppError {
             AppError::Unauthorized | AppError::UnauthorizedKey(_) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),

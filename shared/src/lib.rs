@@ -19,4 +19,5 @@ pub mod schedules;
 pub mod shutdown;
 pub mod store;
 pub mod timeout;
+pub mod tokens;
 pub mod workspace;

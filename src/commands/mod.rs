@@ -14,6 +14,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod schedules;
+pub mod tokens;
 pub mod worker;
 pub mod worker_health;
 mod workspace_folder;
@@ -43,6 +44,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => executions::run_logs(args).await,
         Command::Cancel(args) => executions::run_cancel(args).await,
         Command::Schedules(command) => schedules::run(command).await,
+        Command::Token(command) => tokens::run(command).await,
         Command::Endpoints(command) => endpoints::run(command).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,

@@ -18,9 +18,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::executions::{Start, idempotency_key, start};
-use crate::auth::has_token;
+use crate::auth::principal;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::state::AppState;
+use runeflow_shared::tokens::Scope;
 
 /// Header carrying an endpoint key.
 pub const KEY_HEADER: &str = "x-runeflow-key";
@@ -102,10 +103,15 @@ pub async fn call(
     .await
 }
 
-/// The bearer token, or a live key of workflow `name` (its use noted).
+/// A bearer token with the `run` scope, or a live key of workflow `name`
+/// (its use noted).
 async fn authorize(state: &AppState, headers: &HeaderMap, name: &str) -> Result<()> {
-    if has_token(state, headers) {
-        return Ok(());
+    if let Some(principal) = principal(state, headers).await? {
+        return if principal.allows(Scope::Run) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(Scope::Run))
+        };
     }
     let Some(key) = headers.get(KEY_HEADER) else {
         return Err(AppError::Unauthorized);

@@ -8,6 +8,7 @@ pub mod git;
 pub mod health;
 pub mod openapi;
 pub mod schedules;
+pub mod tokens;
 pub mod workflows;
 
 use axum::Router;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(data_providers::router())
         .merge(schedules::router())
         .merge(endpoints::keys_router())
+        .merge(tokens::router())
         .merge(git::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));

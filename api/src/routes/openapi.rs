@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints and git sync."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -34,6 +34,9 @@ use crate::state::AppState;
         super::endpoints::create_key,
         super::endpoints::list_keys,
         super::endpoints::revoke_key,
+        super::tokens::create,
+        super::tokens::list,
+        super::tokens::revoke,
         super::git::push,
         super::git::pull,
         openapi_json,
