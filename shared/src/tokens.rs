@@ -189,30 +189,37 @@ pub async fn revoke(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<TokenI
 }
 
 /// The live (not revoked) token `presented`, as a principal; marks it
-/// used (at most once a minute, so a busy token does not write on every
-/// request).
+/// used at most once a minute, so a busy token does not write a row
+/// version on every request.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     presented: &str,
 ) -> Result<Option<Principal>, DbErr> {
-    let row = Row::find_by_statement(Statement::from_sql_and_values(
+    let Some(row) = Row::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        format!(
-            "UPDATE api_tokens SET last_used_at = CASE
-                 WHEN last_used_at IS NULL OR last_used_at < now() - interval '60 seconds'
-                 THEN now() ELSE last_used_at END
-             WHERE token_hash = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
-        ),
+        format!("SELECT {COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"),
         [content_hash(presented.as_bytes()).into()],
     ))
     .one(db)
-    .await?;
-    Ok(row.map(|row| {
-        let info = TokenInfo::from(row);
-        Principal {
-            name: info.name,
-            scopes: info.scopes,
-        }
+    .await?
+    else {
+        return Ok(None);
+    };
+    let stale = row
+        .last_used_at
+        .is_none_or(|at| Utc::now() - at > chrono::Duration::seconds(60));
+    if stale {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
+            [row.id.into()],
+        ))
+        .await?;
+    }
+    let info = TokenInfo::from(row);
+    Ok(Some(Principal {
+        name: info.name,
+        scopes: info.scopes,
     }))
 }
 
