@@ -579,6 +579,22 @@ async fn openapi_lists_every_route() {
             "{method} {path} missing"
         );
     }
+    // Every route behind a token says which scope it needs, and its 403.
+    for (path, method, scope) in [
+        ("/api/files", "get", "read"),
+        ("/api/files/{path}", "put", "write"),
+        ("/api/executions", "post", "run"),
+        ("/api/executions/{id}/cancel", "post", "run"),
+        ("/api/tokens", "get", "admin"),
+    ] {
+        let op = &paths[path][method];
+        assert_eq!(op["x-runeflow-scope"], scope, "{method} {path}");
+        assert!(
+            op["responses"]["403"].is_object(),
+            "{method} {path} documents no 403"
+        );
+    }
+    assert!(paths["/healthz"]["get"]["x-runeflow-scope"].is_null());
     let count: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(
         count,

@@ -1,11 +1,13 @@
 //! `/api/openapi.json`: the OpenAPI 3.1 document generated from the handlers.
 
+use axum::http::Method;
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::ResponseBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::auth::required_scope;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -45,6 +47,8 @@ use crate::state::AppState;
 )]
 pub struct ApiDoc;
 
+/// Security schemes, and on every operation behind a token its 401, its
+/// 403 and the scope it needs (`x-runeflow-scope`).
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -63,22 +67,40 @@ impl Modify for BearerAuth {
         let unauthorized = ResponseBuilder::new()
             .description("Missing or invalid bearer token")
             .build();
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
+                (Method::GET, &mut item.get),
+                (Method::PUT, &mut item.put),
+                (Method::POST, &mut item.post),
+                (Method::DELETE, &mut item.delete),
+                (Method::PATCH, &mut item.patch),
             ];
-            for operation in operations.into_iter().flatten() {
-                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                    operation
-                        .responses
-                        .responses
-                        .entry("401".to_owned())
-                        .or_insert_with(|| unauthorized.clone().into());
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                if operation.security.as_ref().is_none_or(|s| s.is_empty()) {
+                    continue;
                 }
+                operation
+                    .responses
+                    .responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| unauthorized.clone().into());
+                // The scope a bearer token needs here (see `auth.rs`).
+                let scope = required_scope(&method, path);
+                operation
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("x-runeflow-scope".to_owned(), scope.as_str().into());
+                operation
+                    .responses
+                    .responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(format!("The token lacks the `{scope}` scope"))
+                            .build()
+                            .into()
+                    });
             }
         }
     }
