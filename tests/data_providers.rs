@@ -120,6 +120,9 @@ async fn options_are_cached_per_parameters_until_an_imported_module_changes() {
     assert!(body.to_string().contains("no regions today"), "{body}");
     let (status, _) = call(&env, "regions", json!({"nope": 1})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = call(&env, "regions", json!({"prefix": "a\u{0}b"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("NUL"), "{body}");
     let (status, body) = call(&env, "not_a_provider", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, _) = call(&env, "missing", json!({})).await;

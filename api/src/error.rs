@@ -129,6 +129,19 @@ impl From<WorkspaceError> for AppError {
     }
 }
 
+/// A failed insert is a database error (500); a failed WAL flush means
+/// PostgreSQL cannot promise the execution is durable yet (503).
+impl From<crate::queue::EnqueueError> for AppError {
+    fn from(err: crate::queue::EnqueueError) -> Self {
+        match err {
+            crate::queue::EnqueueError::Insert(e) => AppError::from(e),
+            flush @ crate::queue::EnqueueError::Flush(_) => {
+                AppError::Unavailable(flush.to_string())
+            }
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
         AppError::Internal(format!("database: {err}"))

@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use super::executions::{MAX_WAIT_SECS, check_parameters, lookup, wait_for};
 use crate::error::{AppError, ErrorBody, Result};
-use crate::queue::EnqueueError;
 use crate::state::AppState;
 
 /// A provider's `cache_ttl` when it gives none.
@@ -94,11 +93,6 @@ pub async fn run(
         )));
     }
     let parameters = check_parameters(&target, given)?;
-    if super::json_has_nul(&parameters) {
-        return Err(AppError::Unprocessable(
-            "parameters contain a NUL character (U+0000), which PostgreSQL cannot store".to_owned(),
-        ));
-    }
     let settings = Settings::from_json(&target.settings);
     let ttl = settings
         .cache_ttl_seconds
@@ -149,14 +143,7 @@ pub async fn run(
     };
     let finished = state.waiters.subscribe();
     let waited = wait_for(&state, finished, id, Duration::from_secs_f64(wait));
-    let (_, row) = state
-        .enqueue
-        .submit(&new, version, waited)
-        .await
-        .map_err(|e| match e {
-            EnqueueError::Insert(e) => AppError::from(e),
-            flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
-        })?;
+    let (_, row) = state.enqueue.submit(&new, version, waited).await?;
     let row = row?;
     match row.status {
         Status::Success => {}

@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{AppError, ErrorBody, Result};
-use crate::queue::{Cancelled, EnqueueError, IdempotencyClaim, Submitted};
+use crate::queue::{Cancelled, IdempotencyClaim, Submitted};
 use crate::state::AppState;
 use crate::waiters::Wakeup;
 
@@ -253,11 +253,6 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
         return replay(state, key, hash, found, req.wait).await;
     }
     let parameters = check_parameters(&target, req.parameters)?;
-    if super::json_has_nul(&parameters) {
-        return Err(AppError::Unprocessable(
-            "parameters contain a NUL character (U+0000), which PostgreSQL cannot store".to_owned(),
-        ));
-    }
     let id = Uuid::now_v7();
     let (retry_policy, max_concurrency) = policies(&target);
     let new = NewExecution {
@@ -300,11 +295,7 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
                 Err(e) => Err(e),
             }
         }
-    }
-    .map_err(|e| match e {
-        EnqueueError::Insert(e) => AppError::from(e),
-        flush @ EnqueueError::Flush(_) => AppError::Unavailable(flush.to_string()),
-    })?;
+    }?;
     match waited? {
         Some(row) => {
             let code = if row.status.is_final() {
@@ -418,7 +409,8 @@ pub(crate) async fn resolve_workflow(state: &AppState, reference: &str) -> Resul
 }
 
 /// Parameters must be an object naming every required parameter and no
-/// unknown one (checked against the metadata extracted from the source).
+/// unknown one (checked against the metadata extracted from the source),
+/// with no NUL character, which PostgreSQL cannot store.
 pub(crate) fn check_parameters(
     target: &workflow::Model,
     given: serde_json::Value,
@@ -460,7 +452,14 @@ pub(crate) fn check_parameters(
         ));
     }
     if problems.is_empty() {
-        Ok(serde_json::Value::Object(given))
+        let parameters = serde_json::Value::Object(given);
+        if super::json_has_nul(&parameters) {
+            return Err(AppError::Unprocessable(
+                "parameters contain a NUL character (U+0000), which PostgreSQL cannot store"
+                    .to_owned(),
+            ));
+        }
+        Ok(parameters)
     } else {
         Err(AppError::Unprocessable(format!(
             "{}: {}",

@@ -115,11 +115,6 @@ pub async fn create(
         .map_err(|e| AppError::bad_request("invalid_schedule", e.to_string()))?;
     let target = super::executions::resolve_workflow(&state, &req.workflow).await?;
     let parameters = super::executions::check_parameters(&target, req.parameters)?;
-    if super::json_has_nul(&parameters) {
-        return Err(AppError::Unprocessable(
-            "parameters contain a NUL character (U+0000), which PostgreSQL cannot store".to_owned(),
-        ));
-    }
     let row = statements::insert_api(
         state.db(),
         &NewApiSchedule {

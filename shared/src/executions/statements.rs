@@ -191,10 +191,7 @@ pub async fn retry_later(
             RETRY_LATER.from_sql()
         )
     });
-    let (kind, message, traceback) = match outcome.error {
-        Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
-        None => (None, None, None),
-    };
+    let (kind, message, traceback) = outcome.error_columns();
     one(
         db,
         &SQL,
@@ -247,6 +244,16 @@ pub struct Outcome<'a> {
     pub duration_ms: Option<i64>,
 }
 
+impl Outcome<'_> {
+    /// `error_type`, `error_message`, `error_traceback` as bound values.
+    fn error_columns(&self) -> (Option<String>, Option<String>, Option<String>) {
+        match self.error {
+            Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
+            None => (None, None, None),
+        }
+    }
+}
+
 /// Records the outcome of `attempt`, only while that attempt owns the row
 /// (`status = 'running' AND attempt = $n`): the row, or `None`.
 pub async fn finish(
@@ -272,10 +279,7 @@ pub async fn finish(
             outcome.status
         )));
     }
-    let (kind, message, traceback) = match outcome.error {
-        Some((k, m, t)) => (Some(k.to_owned()), Some(m.to_owned()), t.map(str::to_owned)),
-        None => (None, None, None),
-    };
+    let (kind, message, traceback) = outcome.error_columns();
     one(
         db,
         &SQL,
