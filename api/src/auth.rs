@@ -63,11 +63,16 @@ pub async fn principal(
     Ok(tokens::authenticate(state.db(), presented).await?)
 }
 
-/// The scope a route needs: `admin` for tokens, `read` for any other GET,
+/// The scope a route needs: `admin` for tokens, config/secrets and the
+/// audit log, `read` for any other GET,
 /// `run` to start or cancel executions and run data providers, `write` for
 /// everything else (files, git, schedules, endpoint keys).
 pub fn required_scope(method: &Method, path: &str) -> Scope {
-    if path == "/api/tokens" || path.starts_with("/api/tokens/") {
+    let admin = ["/api/tokens", "/api/config", "/api/audit"];
+    if admin
+        .iter()
+        .any(|group| path == *group || path.strip_prefix(group).is_some_and(|r| r.starts_with('/')))
+    {
         return Scope::Admin;
     }
     if method == Method::GET || method == Method::HEAD {
@@ -104,6 +109,11 @@ mod tests {
             (Method::POST, "/api/workflows/w/keys", Scope::Write),
             (Method::GET, "/api/tokens", Scope::Admin),
             (Method::DELETE, "/api/tokens/x", Scope::Admin),
+            (Method::GET, "/api/config", Scope::Admin),
+            (Method::PUT, "/api/config/API_KEY", Scope::Admin),
+            (Method::DELETE, "/api/config/API_KEY", Scope::Admin),
+            (Method::GET, "/api/audit", Scope::Admin),
+            (Method::GET, "/api/configuration", Scope::Read),
         ];
         for (method, path, scope) in cases {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");
