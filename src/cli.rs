@@ -50,6 +50,12 @@ pub enum Command {
     /// Scoped API tokens: create (printed once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Config entries and secrets that workflows read (admin scope).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The secret key: make a new one, re-seal every secret under another.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// HTTP endpoints: list them, manage their keys, call one.
     #[command(subcommand)]
     Endpoints(EndpointsCommand),
@@ -164,6 +170,53 @@ pub struct CreateTokenArgs {
     pub scopes: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set an entry. A secret's value is read from stdin (never an
+    /// argument, which `ps` and shell history would keep).
+    Set(ConfigSetArgs),
+    /// Print an entry's value (a secret's is never shown).
+    Get(ConfigKeyArgs),
+    /// Every entry: key, plain or secret, last update.
+    Ls(ClientArgs),
+    /// Delete an entry.
+    Rm(ConfigKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigSetArgs {
+    /// Letters, digits, `_`, `.`, `-` (e.g. `API_URL`).
+    pub key: String,
+    /// The value (a string; with --json, parsed as JSON). Omit it for a
+    /// secret: the value is then read from stdin.
+    pub value: Option<String>,
+    /// Store a secret: sealed, readable only by workflows.
+    #[arg(long)]
+    pub secret: bool,
+    /// Parse the value as JSON (numbers, lists, objects).
+    #[arg(long, conflicts_with = "secret")]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigKeyArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a new random key (64 hex digits) for RUNEFLOW_SECRET_KEY.
+    NewKey,
+    /// Re-seal every secret from RUNEFLOW_SECRET_KEY (the current key) to
+    /// RUNEFLOW_NEW_SECRET_KEY, in one transaction, directly in PostgreSQL;
+    /// then give the API and the workers the new key and restart them.
+    RotateKey(ServerArgs),
 }
 
 #[derive(Debug, Subcommand)]

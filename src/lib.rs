@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod secret_key;
 pub mod secrets_check;
 pub mod shutdown;
 pub mod telemetry;

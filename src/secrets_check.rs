@@ -6,6 +6,7 @@
 //! start-up and stops with one line naming the variable.
 
 use runeflow_shared::config::Config;
+use runeflow_shared::secrets::KEY_ENV;
 
 /// The marker every example secret in `.env.example` carries.
 const EXAMPLE_MARKER: &str = "change-me";
@@ -30,13 +31,16 @@ impl std::fmt::Display for ExampleSecret {
 impl std::error::Error for ExampleSecret {}
 
 /// Checks every secret `config` holds: the API token, the git token and
-/// the passwords inside `DATABASE_URL` and `REDIS_URL`.
+/// the passwords inside `DATABASE_URL` and `REDIS_URL`, and the secret key.
 pub fn refuse_example_secrets(config: &Config) -> Result<(), ExampleSecret> {
+    // Read from the environment only (never a flag, which `ps` would show).
+    let secret_key = std::env::var(KEY_ENV).ok();
     let secrets = [
         ("RUNEFLOW_API_TOKEN", config.api_token.as_deref()),
         ("RUNEFLOW_GIT_TOKEN", config.git_token.as_deref()),
         ("DATABASE_URL", config.database_url.as_deref()),
         ("REDIS_URL", config.redis_url.as_deref()),
+        (KEY_ENV, secret_key.as_deref()),
     ];
     for (variable, value) in secrets {
         if value.is_some_and(is_example) {

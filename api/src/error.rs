@@ -64,6 +64,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A secret was sent, but this API process has no key to seal it with.
+    #[error("secrets cannot be written: this API has no RUNEFLOW_SECRET_KEY")]
+    SecretsUnavailable,
     /// An upstream the API talks to for the request (a git remote) failed.
     #[error("{0}")]
     BadGateway(String),
@@ -101,6 +104,9 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            AppError::SecretsUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "secrets_unavailable")
+            }
             AppError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             AppError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),

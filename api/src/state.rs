@@ -4,7 +4,10 @@ use crate::git::GitSettings;
 use crate::queue::{Enqueue, JobQueue};
 use crate::waiters::Waiters;
 use crate::workflow_cache::WorkflowCache;
+use std::sync::Arc;
+
 use runeflow_shared::hash::content_hash;
+use runeflow_shared::secrets::SecretKey;
 use runeflow_shared::store::ModuleStore;
 use runeflow_shared::workspace::Workspace;
 use sea_orm::DatabaseConnection;
@@ -22,6 +25,9 @@ pub struct AppState {
     pub git: GitSettings,
     /// Workflow lookups of executions, per store version.
     pub workflows: WorkflowCache,
+    /// Seals secrets written through `/api/config` (RUNEFLOW_SECRET_KEY);
+    /// without it secrets cannot be written.
+    pub secret_key: Option<Arc<SecretKey>>,
 }
 
 impl AppState {
@@ -33,12 +39,19 @@ impl AppState {
             token_digest: content_hash(api_token.as_bytes()),
             git: GitSettings::default(),
             workflows: WorkflowCache::default(),
+            secret_key: None,
         }
     }
 
     /// The same state with these git settings.
     pub fn with_git(mut self, git: GitSettings) -> Self {
         self.git = git;
+        self
+    }
+
+    /// The same state with this secret key.
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
+        self.secret_key = key.map(Arc::new);
         self
     }
 

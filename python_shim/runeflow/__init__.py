@@ -19,7 +19,7 @@ stays unbound (``execution_id`` None, no parameters).
 
 import logging
 
-__all__ = ["workflow", "data_provider", "context", "Context"]
+__all__ = ["workflow", "data_provider", "context", "Context", "Config"]
 __version__ = "0.1.0"
 
 #: Name of the logger behind ``context.log``; its records are captured.
@@ -123,14 +123,75 @@ class Context:
         self.execution_id = None
         self.parameters = {}
         self.log = logging.getLogger(EXECUTION_LOGGER)
+        self._channel = None
+        #: Plain config entries: ``context.config["API_URL"]``.
+        self.config = Config(self)
 
-    def _bind(self, execution_id, parameters):
+    def _bind(self, execution_id, parameters, channel=None):
         """Called by the runner only."""
         self.execution_id = execution_id
         self.parameters = dict(parameters)
+        self._channel = channel
+
+    def secret(self, key):
+        """The value of secret `key` (a string), read from the worker now.
+
+        Raises ``KeyError`` naming `key` when there is no such secret.
+        Wherever the value shows up in this execution's logs, result or
+        error, it is stored as ``***``.
+        """
+        reply = self._ask("secret", key)
+        if reply.get("found"):
+            return reply["value"]
+        if reply.get("secret") is False:
+            raise KeyError(f"{key!r} is a config entry, not a secret: read it with context.config[{key!r}]")
+        raise KeyError(key)
+
+    def _ask(self, op, key):
+        if not isinstance(key, str):
+            raise TypeError(f"config keys are strings, not {type(key).__name__}")
+        if self._channel is None:
+            raise RuntimeError("runeflow.context reads config only inside an execution")
+        reply = self._channel.request({"op": op, "key": key})
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
 
     def __repr__(self):
         return f"<runeflow.Context execution_id={self.execution_id!r}>"
+
+
+class Config:
+    """``context.config``: the plain config entries, read from the worker
+    on each lookup (nothing is cached, so a value changed while the
+    execution runs is seen by the next lookup)."""
+
+    def __init__(self, context):
+        self._context = context
+
+    def __getitem__(self, key):
+        reply = self._context._ask("config", key)
+        if reply.get("found"):
+            return reply["value"]
+        if reply.get("secret"):
+            raise KeyError(f"{key!r} is a secret: read it with context.secret({key!r})")
+        raise KeyError(key)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key):
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def __repr__(self):
+        return "<runeflow.context.config>"
 
 
 #: The running execution's context (unbound outside an execution).

@@ -42,7 +42,7 @@ def run(channel):
     workspace = _hook.install(channel, message["root"], message["top_level"], prefetched)
     logs = _output.install(channel, message["max_log_bytes"])
     _install_excepthooks()
-    runeflow.context._bind(message["execution_id"], message["parameters"])
+    runeflow.context._bind(message["execution_id"], message["parameters"], channel)
     sys.argv = [workspace.abspath(message["path"])]
     if message.get("gate"):
         _await_go(channel)

@@ -285,12 +285,13 @@ class FakeWorker:
 
     def run(self, files, path, function, parameters=None, *, module="auto",
             execution_id="exec-1", max_log_bytes=1 << 20, rlimits=None, timeout=30,
-            top_level=None, prefetch=None, gate=None):
+            top_level=None, prefetch=None, gate=None, config=None):
         """Runs `function` of workspace file `path`; returns an Execution.
 
         `prefetch`: dotted names sent with `run` as code objects.
         `gate`: sends a gated `run`, then calls `gate(sock)`, which is to
         send `go` (or not).
+        `config`: {key: (secret?, value)} served to `config`/`secret` requests.
         """
         workspace = Workspace(files)
         pid, sock = self.spawn(execution_id, rlimits)
@@ -312,13 +313,14 @@ class FakeWorker:
                 sock.sendall(len(blob).to_bytes(4, "big") + blob)
             if gate is not None:
                 gate(sock)
-            self._converse(sock, workspace, execution, time.monotonic() + timeout)
+            self._converse(sock, workspace, config or {}, execution,
+                           time.monotonic() + timeout)
         finally:
             sock.close()
             _kill_group(pid)
         return execution
 
-    def _converse(self, sock, workspace, execution, deadline):
+    def _converse(self, sock, workspace, config, execution, deadline):
         while True:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
             try:
@@ -346,9 +348,21 @@ class FakeWorker:
                 reply = workspace.read(message["path"])
             elif op == "list":
                 reply = workspace.list(message["dir"])
+            elif op in ("config", "secret"):
+                reply = _config_reply(config, op == "secret", message["key"])
             else:
                 raise AssertionError(f"unknown op from child: {message!r}")
             send_frame(sock, reply)
+
+
+def _config_reply(config, want_secret, key):
+    """As the worker answers (PROTOCOL.md, `config` and `secret`)."""
+    if key not in config:
+        return {"found": False}
+    secret, value = config[key]
+    if secret != want_secret:
+        return {"found": False, "secret": secret}
+    return {"found": True, "value": value}
 
 
 def _kill_group(pid):

@@ -868,11 +868,57 @@ class SdkTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             runeflow.workflow(schedual="0 9 * * *")(f)
 
+    def test_config_and_secrets_are_asked_for_when_read(self):
+        files = {"flows/keys.py": textwrap.dedent("""
+            import asyncio
+            from runeflow import context
+
+            def sync_read():
+                missing = None
+                try:
+                    context.config["NOPE"]
+                except KeyError as exc:
+                    missing = str(exc)
+                try:
+                    context.config["TOKEN"]
+                except KeyError as exc:
+                    wrong_kind = str(exc)
+                return {"url": context.config["URL"], "token": context.secret("TOKEN"),
+                        "missing": missing, "wrong_kind": wrong_kind,
+                        "has": "URL" in context.config, "default": context.config.get("NOPE", 7)}
+
+            async def async_read():
+                await asyncio.sleep(0)
+                return context.secret("TOKEN") + "|" + str(context.config["LIMIT"])
+
+            def missing_secret():
+                return context.secret("ABSENT")
+        """)}
+        config = {"URL": (False, "https://x"), "LIMIT": (False, 3), "TOKEN": (True, "t0k")}
+        sync = WORKER.run(files, "flows/keys.py", "sync_read", config=config)
+        self.assertEqual(sync.status, "success", sync.error)
+        self.assertEqual(sync.value["url"], "https://x")
+        self.assertEqual(sync.value["token"], "t0k")
+        self.assertEqual(sync.value["missing"], "'NOPE'")
+        self.assertIn("is a secret", sync.value["wrong_kind"])
+        self.assertEqual((sync.value["has"], sync.value["default"]), (True, 7))
+        asked = [(r["op"], r["key"]) for r in sync.requests if r["op"] in ("config", "secret")]
+        self.assertEqual(asked[:3], [("config", "NOPE"), ("config", "TOKEN"), ("config", "URL")])
+        done = WORKER.run(files, "flows/keys.py", "async_read", config=config)
+        self.assertEqual((done.status, done.value), ("success", "t0k|3"), done.error)
+        absent = WORKER.run(files, "flows/keys.py", "missing_secret", config=config)
+        self.assertEqual(absent.status, "failed")
+        self.assertEqual((absent.error["type"], absent.error["message"]), ("KeyError", "'ABSENT'"))
+
     def test_context_outside_an_execution(self):
         self.assertIsInstance(runeflow.context, runeflow.Context)
         self.assertIsNone(runeflow.context.execution_id)
         self.assertEqual(runeflow.context.parameters, {})
         self.assertEqual(runeflow.context.log.name, "runeflow.execution")
+        with self.assertRaises(RuntimeError):
+            runeflow.context.secret("X")
+        with self.assertRaises(RuntimeError):
+            runeflow.context.config["X"]
 
     def test_shadowing_rule(self):
         workspace = _hook.Workspace(None, "/w", ["six", "json", "runeflow", "flows"])

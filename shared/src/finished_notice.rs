@@ -99,6 +99,7 @@ mod tests {
             concurrency_key: None,
             max_concurrency: None,
             schedule_tick: None,
+            config_read: serde_json::json!([]),
         }
     }
 

@@ -3,6 +3,7 @@
 //! Redis module store. This crate knows nothing of axum or apalis.
 
 pub mod config;
+pub mod config_entries;
 pub mod detect;
 pub mod durability;
 pub mod endpoint_keys;
@@ -16,6 +17,7 @@ pub mod protocol;
 pub mod redis_conn;
 pub mod schedule;
 pub mod schedules;
+pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod timeout;

@@ -234,10 +234,26 @@ pub enum CompiledItem {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ChildMessage {
-    Find { name: String },
-    Read { path: String },
-    List { dir: String },
-    Log { text: String },
+    Find {
+        name: String,
+    },
+    Read {
+        path: String,
+    },
+    List {
+        dir: String,
+    },
+    /// A plain config entry (`context.config["key"]`).
+    Config {
+        key: String,
+    },
+    /// A secret (`context.secret("key")`).
+    Secret {
+        key: String,
+    },
+    Log {
+        text: String,
+    },
     Result(ExecutionResult),
 }
 

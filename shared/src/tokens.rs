@@ -30,7 +30,7 @@ pub enum Scope {
     Run,
     /// Files, git, schedules, endpoint keys.
     Write,
-    /// Tokens (and, later, config, secrets, audit).
+    /// Tokens, config and secrets, the audit log.
     Admin,
 }
 

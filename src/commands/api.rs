@@ -40,6 +40,7 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let token = config.api_token()?.to_owned();
+    let secret_key = crate::secret_key::load(&workspace.db).await?;
     let redis_url = config.redis_url()?.to_owned();
     let queue = JobQueue::new(
         workspace.publisher.store().connection(),
@@ -68,7 +69,9 @@ pub async fn serve(
         config.retention_days,
         tasks.stopped(),
     ));
-    let state = AppState::new(workspace, queue, waiters, &token).with_git(git_settings(config));
+    let state = AppState::new(workspace, queue, waiters, &token)
+        .with_git(git_settings(config))
+        .with_secret_key(secret_key);
     let scheduler = tokio::spawn(runeflow_api::scheduler::run(state.clone(), tasks.stopped()));
     let served = runeflow_api::serve(listener, state, stop).await;
     tasks.trigger();

@@ -18,6 +18,8 @@ pub async fn run(config: &Config) -> anyhow::Result<RebuildReport> {
     let db = connect::postgres(config).await?;
     let store = connect::module_store(config).await?;
     migrate(&db).await?;
+    // Secrets stored but no key (or another key): stop the deployment here.
+    crate::secret_key::load(&db).await?;
     let backfill = backfill_settings(&db)
         .await
         .context("re-detecting workflow settings failed")?;

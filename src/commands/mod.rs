@@ -2,6 +2,7 @@
 
 pub mod api;
 mod client;
+pub mod config;
 pub mod dev;
 mod dev_services;
 pub mod endpoints;
@@ -14,6 +15,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod schedules;
+pub mod secrets;
 pub mod tokens;
 pub mod worker;
 pub mod worker_health;
@@ -45,6 +47,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Cancel(args) => executions::run_cancel(args).await,
         Command::Schedules(command) => schedules::run(command).await,
         Command::Token(command) => tokens::run(command).await,
+        Command::Config(command) => config::run(command).await,
+        Command::Secrets(command) => secrets::run(command).await,
         Command::Endpoints(command) => endpoints::run(command).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,

@@ -17,7 +17,9 @@ pub async fn run(config: &Config, worker: WorkerConfig) -> anyhow::Result<()> {
 pub async fn deps(config: &Config) -> anyhow::Result<WorkerDeps> {
     let db = connect::postgres(config).await?;
     let store = connect::module_store(config).await?;
+    let secret_key = crate::secret_key::load(&db).await?;
     Ok(WorkerDeps {
+        secret_key,
         db,
         redis: store.connection(),
         redis_url: config.redis_url()?.to_owned(),

@@ -354,6 +354,7 @@ impl TestEnv {
             redis: self.store().connection(),
             redis_url: self.redis_url.clone(),
             prefix: self.name.clone(),
+            secret_key: None,
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(runeflow_worker::run::run(deps, config, async move {

@@ -18,9 +18,11 @@ use tokio::net::unix::pipe;
 
 use crate::child_frame::{self, Incoming, ResultBounds};
 use crate::child_users::Slot;
+use crate::config_reads::{ConfigReader, Reads};
 use crate::modules::ModuleServer;
 use crate::prefetch::Bundle;
 use crate::process_tree;
+use crate::redact::Redactor;
 use crate::running::CancelSignal;
 use crate::zygote::{ZygoteError, ZygoteLife, Zygotes};
 
@@ -179,6 +181,7 @@ impl Child {
     pub async fn run(
         self,
         server: &ModuleServer,
+        config: &ConfigReader,
         spec: &RunSpec,
         limits: &Limits,
         cancel: &mut CancelSignal,
@@ -199,12 +202,13 @@ impl Child {
             let _ = append_frame(&mut unsent, GO.as_bytes());
         }
         let logs = Mutex::new(Output::new(limits.max_log_bytes));
+        let mut reads = Reads::default();
         let deadline = tokio::time::Instant::now() + spec.timeout;
         let ended = if cancel.is_cancelled() {
             Ok(Outcome::Cancelled)
         } else {
             tokio::select! {
-                ended = converse(&mut socket, server, spec, &unsent, limits, &logs) => ended,
+                ended = converse(&mut socket, server, config, &mut reads, spec, &unsent, limits, &logs) => ended,
                 never = read_output(&mut output, &logs) => match never {},
                 _ = tokio::time::sleep_until(deadline) => Ok(Outcome::Timeout),
                 _ = cancel.cancelled() => Ok(Outcome::Cancelled),
@@ -225,13 +229,16 @@ impl Child {
             }
         };
         let logs = logs.into_inner().unwrap_or_else(|p| p.into_inner()).logs;
-        Ok(Finished {
+        let mut finished = Finished {
             outcome,
             logs: logs.text,
             logs_truncated: logs.truncated,
             duration: started.elapsed(),
             spawn,
-        })
+        };
+        // Before anything of it is stored or announced.
+        Redactor::new(reads.secrets.iter().map(|s| s.as_str())).finished(&mut finished);
+        Ok(finished)
     }
 }
 
@@ -381,9 +388,12 @@ struct ChildGone(String);
 
 /// Sends what is left of the preamble, then serves the child until its
 /// result; `Err` when the child went away without one.
+#[allow(clippy::too_many_arguments)]
 async fn converse(
     socket: &mut UnixStream,
     server: &ModuleServer,
+    config: &ConfigReader,
+    reads: &mut Reads,
     spec: &RunSpec,
     unsent: &[u8],
     limits: &Limits,
@@ -405,7 +415,7 @@ async fn converse(
             Err(ProtocolError::Io(err)) => {
                 return Err(ChildGone(format!("socket error: {err}")));
             }
-            Err(err) => return Ok(bad_frame(spec, &err)),
+            Err(err) => return Ok(bad_frame(spec, reads, &err)),
         };
         let bounds = ResultBounds {
             max_bytes: limits.max_result_bytes,
@@ -416,7 +426,7 @@ async fn converse(
             Ok(Incoming::Success(value)) => return Ok(Outcome::Success(value)),
             Ok(Incoming::Failed(error)) => return Ok(Outcome::Failed(error)),
             Ok(Incoming::Refused { kind, message }) => return Ok(failed(kind, message)),
-            Err(err) => return Ok(bad_frame(spec, &err)),
+            Err(err) => return Ok(bad_frame(spec, reads, &err)),
         };
         drop(frame);
         let reply = match message {
@@ -428,6 +438,7 @@ async fn converse(
             ChildMessage::Result(_) => {
                 return Ok(bad_frame(
                     spec,
+                    reads,
                     &ProtocolError::Malformed("an undecoded result".to_owned()),
                 ));
             }
@@ -453,6 +464,8 @@ async fn converse(
                 }
             },
             ChildMessage::List { dir } => json!({"entries": server.list(&dir)}),
+            ChildMessage::Config { key } => config.config(&spec.execution_id, &key).await,
+            ChildMessage::Secret { key } => config.secret(&spec.execution_id, &key, reads).await,
         };
         if let Err(err) = write_message(socket, &reply).await {
             return Err(ChildGone(format!("the Python process went away: {err}")));
@@ -460,7 +473,11 @@ async fn converse(
     }
 }
 
-fn bad_frame(spec: &RunSpec, err: &ProtocolError) -> Outcome {
+/// A frame that broke the protocol ends the execution. Its description
+/// may quote what the child sent, so the secrets it read are masked
+/// before the worker's own log line too.
+fn bad_frame(spec: &RunSpec, reads: &Reads, err: &ProtocolError) -> Outcome {
+    let err = Redactor::new(reads.secrets.iter().map(|s| s.as_str())).text(&err.to_string());
     tracing::warn!(execution = %spec.execution_id, %err, "bad frame from a child");
     failed(
         "ProtocolError",

@@ -16,6 +16,7 @@ use runeflow_shared::timeout::{TimeoutOutOfRange, timeout_duration};
 use sea_orm::DatabaseConnection;
 
 use crate::child_users::ChildUsers;
+use crate::config_reads::ConfigReader;
 use crate::execution::{self, Child, Limits, RunSpec};
 use crate::incoming::Incoming;
 use crate::index::IndexMirror;
@@ -45,6 +46,8 @@ pub struct JobContext {
     pub enqueue: Enqueue,
     /// A uid per running execution, when the worker can switch users.
     pub users: Option<Arc<ChildUsers>>,
+    /// Serves `context.config` / `context.secret` reads.
+    pub config: ConfigReader,
 }
 
 /// Why a job did not complete. User-code failures are not faults: they are
@@ -166,7 +169,7 @@ async fn process(
         return make_durable(ctx).await;
     };
     let finished = child
-        .run(&server, &spec, &ctx.limits, cancel)
+        .run(&server, &ctx.config, &spec, &ctx.limits, cancel)
         .await
         .map_err(|lost| Fault::Retry(lost.to_string()))?;
     let t_ran = t0.elapsed();

@@ -18,6 +18,7 @@ use sea_orm::DatabaseConnection;
 use crate::child_users::{ChildUsers, ChildUsersError, ChildUsersMode, UidRange, cannot_switch};
 use crate::compiler::Compiler;
 use crate::config::WorkerConfig;
+use crate::config_reads::ConfigReader;
 use crate::consume::{Consumer, Phase};
 use crate::drain::{self, WorkerNames};
 use crate::execution::Limits;
@@ -28,6 +29,7 @@ use crate::modules::Sources;
 use crate::prefetch::Prefetcher;
 use crate::running::Running;
 use crate::zygote::{ZygoteConfig, ZygoteError, Zygotes, child_environment};
+use runeflow_shared::secrets::SecretKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerRunError {
@@ -44,6 +46,8 @@ pub struct WorkerDeps {
     /// For the wake-up subscription (a connection of its own).
     pub redis_url: String,
     pub prefix: String,
+    /// Opens the secrets workflows read (RUNEFLOW_SECRET_KEY), if given.
+    pub secret_key: Option<SecretKey>,
 }
 
 /// The queue as this worker consumes it (`runeflow_queue::config`): a fetch
@@ -126,6 +130,7 @@ pub async fn context(
         default_timeout: config.default_timeout(),
         max_attempts: config.max_attempts,
         users,
+        config: ConfigReader::new(deps.db.clone(), deps.secret_key.clone()),
     }))
 }
 

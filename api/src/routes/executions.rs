@@ -131,6 +131,9 @@ pub struct ExecutionView {
     /// `duration_ms`.
     #[schema(value_type = Vec<Object>)]
     pub attempts: serde_json::Value,
+    /// Names of the config entries and secrets the execution read, in the
+    /// order first read (never their values).
+    pub config_read: Vec<String>,
 }
 
 impl From<execution::Model> for ExecutionView {
@@ -164,6 +167,7 @@ impl From<execution::Model> for ExecutionView {
             run_at: e.run_at.map(|t| t.with_timezone(&Utc)),
             retry: e.retry,
             attempts: e.attempts,
+            config_read: serde_json::from_value(e.config_read).unwrap_or_default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One module per HTTP resource, each exporting `router()`, merged here.
 
+pub mod config;
 pub mod data_providers;
 pub mod endpoints;
 pub mod executions;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(schedules::router())
         .merge(endpoints::keys_router())
         .merge(tokens::router())
+        .merge(config::router())
         .merge(git::router())
         .merge(openapi::router())
         .route_layer(from_fn_with_state(state.clone(), require_token));

@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens and git sync."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens, config and secrets, and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -39,6 +39,10 @@ use crate::state::AppState;
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,
+        super::config::put,
+        super::config::list,
+        super::config::show,
+        super::config::remove,
         super::git::push,
         super::git::pull,
         openapi_json,

@@ -56,6 +56,14 @@ pub struct Model {
     /// (unique: one execution per tick).
     #[serde(default)]
     pub schedule_tick: Option<String>,
+    /// Names of the config entries and secrets the execution read (a JSON
+    /// array of strings, in the order first read; never a value).
+    #[serde(default = "empty_list")]
+    pub config_read: Json,
+}
+
+fn empty_list() -> Json {
+    Json::Array(Vec::new())
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
