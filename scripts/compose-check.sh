@@ -302,19 +302,21 @@ copy_project() {
   tar -C "$PROJECT" --exclude=./target --exclude=./.git --exclude=./.env -cf - . | tar -C "$PROJ" -xf -
   cmp -s "$PROJECT/compose.yaml" "$PROJ/compose.yaml" || die "compose.yaml copy differs"
   TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+  SECRETKEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   PGPW=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
   REDISPW=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
   GITTOKEN=cc-git-secret-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
   # .env as the README says: the token, the password (also inside DATABASE_URL);
   # plus a host port of our own and a git token to see where it ends up.
   sed -e "s|^RUNEFLOW_API_TOKEN=.*|RUNEFLOW_API_TOKEN=$TOKEN|" \
+      -e "s|^RUNEFLOW_SECRET_KEY=.*|RUNEFLOW_SECRET_KEY=$SECRETKEY|" \
       -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$PGPW|" \
       -e "s|^REDIS_PASSWORD=.*|REDIS_PASSWORD=$REDISPW|" \
       -e "s|^# *RUNEFLOW_HTTP_PORT=.*|RUNEFLOW_HTTP_PORT=$PORT|" \
       -e "s|^# *RUNEFLOW_GIT_TOKEN=.*|RUNEFLOW_GIT_TOKEN=$GITTOKEN|" \
       "$PROJECT/.env.example" >"$PROJ/.env"
   grep -q "^RUNEFLOW_HTTP_PORT=$PORT\$" "$PROJ/.env" || echo "RUNEFLOW_HTTP_PORT=$PORT" >>"$PROJ/.env"
-  for v in RUNEFLOW_API_TOKEN POSTGRES_PASSWORD REDIS_PASSWORD; do
+  for v in RUNEFLOW_API_TOKEN RUNEFLOW_SECRET_KEY POSTGRES_PASSWORD REDIS_PASSWORD; do
     grep -q "^$v=" "$PROJ/.env" && ! grep -q "^$v=.*change-me" "$PROJ/.env" || die ".env.example does not set $v"
   done
 }
@@ -477,7 +479,8 @@ import socket
 
 from runeflow import workflow
 
-SECRETS = ("DATABASE_URL", "RUNEFLOW_API_TOKEN", "RUNEFLOW_GIT_TOKEN", "POSTGRES_PASSWORD")
+SECRETS = ("DATABASE_URL", "RUNEFLOW_API_TOKEN", "RUNEFLOW_GIT_TOKEN", "POSTGRES_PASSWORD",
+           "RUNEFLOW_SECRET_KEY")
 
 
 @workflow(name="cc_probe", timeout=60)

@@ -209,6 +209,8 @@ pub struct ConfigKeyArgs {
     pub client: ClientArgs,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
     /// Print a new random key (64 hex digits) for RUNEFLOW_SECRET_KEY.

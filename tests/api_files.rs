@@ -570,6 +570,10 @@ async fn openapi_lists_every_route() {
         ("/api/tokens", "post"),
         ("/api/tokens", "get"),
         ("/api/tokens/{id}", "delete"),
+        ("/api/config", "get"),
+        ("/api/config/{key}", "put"),
+        ("/api/config/{key}", "get"),
+        ("/api/config/{key}", "delete"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];
@@ -586,6 +590,8 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "post", "run"),
         ("/api/executions/{id}/cancel", "post", "run"),
         ("/api/tokens", "get", "admin"),
+        ("/api/config", "get", "admin"),
+        ("/api/config/{key}", "put", "admin"),
     ] {
         let op = &paths[path][method];
         assert_eq!(op["x-runeflow-scope"], scope, "{method} {path}");

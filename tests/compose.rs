@@ -852,7 +852,12 @@ fn env_example_points_at_the_compose_services() {
             .unwrap_or_else(|| panic!(".env.example does not set {name}"))
     };
     // The secrets are set, to values every runeflow process refuses.
-    for secret in ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "RUNEFLOW_API_TOKEN"] {
+    for secret in [
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "RUNEFLOW_API_TOKEN",
+        "RUNEFLOW_SECRET_KEY",
+    ] {
         assert!(
             get(secret).contains("change-me"),
             "{secret} in .env.example is not an obvious example value"
@@ -935,6 +940,18 @@ fn each_service_gets_only_the_secrets_it_uses() {
         api["RUNEFLOW_API_TOKEN"].contains(":?"),
         "api's token must be required by compose (${{RUNEFLOW_API_TOKEN:?...}})"
     );
+    // The key sealing workflow secrets: required by compose for init (which
+    // checks it), api (seals) and worker (opens); never the data services.
+    for svc in ["init", "api", "worker"] {
+        let env = environment(service(&compose, svc));
+        assert!(
+            env.get("RUNEFLOW_SECRET_KEY")
+                .is_some_and(|v| v.starts_with("${RUNEFLOW_SECRET_KEY:?")),
+            "{svc} must get RUNEFLOW_SECRET_KEY, required (${{RUNEFLOW_SECRET_KEY:?...}})"
+        );
+    }
+    never("postgres", &["RUNEFLOW_SECRET_KEY"]);
+    never("redis", &["RUNEFLOW_SECRET_KEY"]);
     assert!(
         read(".gitignore")
             .lines()

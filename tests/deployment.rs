@@ -434,6 +434,7 @@ async fn example_secrets_are_refused_at_start_up() {
     let pg_password = env_example("POSTGRES_PASSWORD");
     let redis_password = env_example("REDIS_PASSWORD");
     let token = env_example("RUNEFLOW_API_TOKEN");
+    let secret_key = env_example("RUNEFLOW_SECRET_KEY");
     // Unreachable hosts: a refusal must come before any connection.
     let example_db = format!("postgres://{user}:{pg_password}@127.0.0.1:1/{db}");
     let real_db = format!("postgres://{user}:0f3a9c5e@127.0.0.1:1/{db}");
@@ -465,6 +466,15 @@ async fn example_secrets_are_refused_at_start_up() {
                 ("RUNEFLOW_API_TOKEN", token.clone()),
             ],
             "RUNEFLOW_API_TOKEN",
+        ),
+        (
+            "worker",
+            vec![
+                ("DATABASE_URL", real_db.clone()),
+                ("REDIS_URL", real_redis.clone()),
+                ("RUNEFLOW_SECRET_KEY", secret_key.clone()),
+            ],
+            "RUNEFLOW_SECRET_KEY",
         ),
     ];
     for (cmd, vars, variable) in cases {

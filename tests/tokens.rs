@@ -50,7 +50,7 @@ async fn each_scope_reaches_its_route_groups_only() {
     let env = TestEnv::new().await;
     env.put("flows/hello.py", FLOW).await;
     // (route group, method, uri, body, scope it needs)
-    let routes: [(&str, &str, &str, Option<Value>, &str); 6] = [
+    let routes: [(&str, &str, &str, Option<Value>, &str); 8] = [
         ("read", "GET", "/api/files", None, "read"),
         ("read", "GET", "/api/executions", None, "read"),
         ("write", "PUT", "/api/files/flows/other.py", None, "write"),
@@ -69,6 +69,14 @@ async fn each_scope_reaches_its_route_groups_only() {
             "run",
         ),
         ("admin", "GET", "/api/tokens", None, "admin"),
+        ("admin", "GET", "/api/config", None, "admin"),
+        (
+            "admin",
+            "PUT",
+            "/api/config/REGION",
+            Some(json!({"value": "eu"})),
+            "admin",
+        ),
     ];
     for scope in ["read", "run", "write", "admin"] {
         let (token, _) = create(&env, &format!("only-{scope}"), &[scope]).await;

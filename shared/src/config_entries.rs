@@ -339,10 +339,9 @@ pub async fn check_secret_key(
     })
 }
 
-/// Re-seals every secret under `new`, in one transaction (all or none).
-/// Secrets already under `new` are left as they are, so a rotation that
-/// was interrupted can be run again; any other secret must open with
-/// `old`. Returns how many were re-sealed.
+/// Re-seals every secret under `new`, in one transaction (all or none):
+/// every secret must open with `old`, so a wrong current key changes
+/// nothing. Returns how many were re-sealed.
 pub async fn rotate(
     db: &DatabaseConnection,
     old: &SecretKey,
@@ -361,9 +360,6 @@ pub async fn rotate(
         let Stored::Secret(sealed) = row.stored() else {
             continue;
         };
-        if sealed.key_id == new.id() {
-            continue;
-        }
         let plaintext = open(old, &key, &sealed)?;
         let again = seal(new, &key, &plaintext);
         txn.execute_raw(Statement::from_sql_and_values(

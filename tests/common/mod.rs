@@ -110,6 +110,14 @@ impl TestEnv {
         }
     }
 
+    /// This env with an API that seals secrets under `key` (as
+    /// RUNEFLOW_SECRET_KEY gives one to `runeflow api`).
+    pub fn with_secret_key(mut self, key: runeflow_shared::secrets::SecretKey) -> Self {
+        let state = self.state().with_secret_key(Some(key));
+        self.state = std::sync::OnceLock::from(state);
+        self
+    }
+
     pub fn store(&self) -> &ModuleStore {
         self.workspace.publisher.store()
     }
