@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens and git sync."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens, the audit log and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -39,6 +39,7 @@ use crate::state::AppState;
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,
+        super::audit::list,
         super::git::push,
         super::git::pull,
         openapi_json,
