@@ -570,6 +570,7 @@ async fn openapi_lists_every_route() {
         ("/api/tokens", "post"),
         ("/api/tokens", "get"),
         ("/api/tokens/{id}", "delete"),
+        ("/api/audit", "get"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];
@@ -586,6 +587,7 @@ async fn openapi_lists_every_route() {
         ("/api/executions", "post", "run"),
         ("/api/executions/{id}/cancel", "post", "run"),
         ("/api/tokens", "get", "admin"),
+        ("/api/audit", "get", "admin"),
     ] {
         let op = &paths[path][method];
         assert_eq!(op["x-runeflow-scope"], scope, "{method} {path}");

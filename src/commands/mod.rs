@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod api;
+pub mod audit;
 mod client;
 pub mod dev;
 mod dev_services;
@@ -46,6 +47,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Schedules(command) => schedules::run(command).await,
         Command::Token(command) => tokens::run(command).await,
         Command::Endpoints(command) => endpoints::run(command).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,
         Command::WorkerHealth(args) => worker_health::run(&args),
