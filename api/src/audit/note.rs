@@ -38,6 +38,14 @@ impl AuditNote {
         }
     }
 
+    /// A note that names the action only (the target stays the path's).
+    pub fn action(action: &'static str) -> Self {
+        AuditNote {
+            action: Some(action),
+            target: None,
+        }
+    }
+
     /// Attaches this note to `response` unless the handler attached one
     /// already (a success names more, e.g. the new id, than the request).
     pub fn or_on(self, response: impl IntoResponse) -> Response {
