@@ -59,6 +59,9 @@ pub enum Command {
     /// HTTP endpoints: list them, manage their keys, call one.
     #[command(subcommand)]
     Endpoints(EndpointsCommand),
+    /// The audit log, newest first: who did what to which target, and how
+    /// it ended (needs an admin token).
+    Audit(AuditArgs),
     /// Sync the workspace with a git remote (through the API).
     #[command(subcommand)]
     Git(GitCommand),
@@ -294,6 +297,24 @@ pub struct ExecutionsArgs {
     pub workflow: Option<String>,
     /// How many (1..=500).
     #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Only rows at or after this time (RFC 3339, e.g. 2026-12-06T09:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this actor (a token's name, `bootstrap`, `endpoint-key:<name>`).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action (e.g. file.write, execution.run, token.revoke).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// How many (1..=1000).
+    #[arg(long, default_value_t = 100)]
     pub limit: u32,
     #[command(flatten)]
     pub client: ClientArgs,

@@ -574,6 +574,7 @@ async fn openapi_lists_every_route() {
         ("/api/config/{key}", "put"),
         ("/api/config/{key}", "get"),
         ("/api/config/{key}", "delete"),
+        ("/api/audit", "get"),
         ("/api/git/push", "post"),
         ("/api/git/pull", "post"),
     ];
@@ -592,6 +593,7 @@ async fn openapi_lists_every_route() {
         ("/api/tokens", "get", "admin"),
         ("/api/config", "get", "admin"),
         ("/api/config/{key}", "put", "admin"),
+        ("/api/audit", "get", "admin"),
     ] {
         let op = &paths[path][method];
         assert_eq!(op["x-runeflow-scope"], scope, "{method} {path}");

@@ -64,6 +64,7 @@ async fn init_migrates_warms_and_is_idempotent_and_concurrent_safe() {
         table_names(&url).await,
         [
             "api_tokens",
+            "audit_log",
             "config_entries",
             "endpoint_keys",
             "executions",
@@ -178,6 +179,7 @@ async fn migrations_go_down_and_up_cleanly() {
         table_names(&url).await,
         [
             "api_tokens",
+            "audit_log",
             "config_entries",
             "endpoint_keys",
             "executions",

@@ -310,9 +310,37 @@ async fn the_api_never_answers_with_a_secret() {
             .await;
         assert_eq!(r.status, expected);
     }
-    // The OpenAPI document never carries a value either.
+    // The OpenAPI document and the audit log never carry a value either.
     let doc = env.get("/api/openapi.json").await.text();
     assert!(!doc.contains(&marker));
+    let audit = env.get("/api/audit?limit=1000").await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text());
+    assert!(!audit.text().contains(&marker));
+    let rows: Vec<(String, String, String)> = audit
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap_or_default().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        rows.contains(&("secret.set".into(), "API_KEY".into(), "ok".into())),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("config.set".into(), "REGION".into(), "ok".into())),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("config.delete".into(), "REGION".into(), "ok".into())),
+        "{rows:?}"
+    );
     assert!(!pg_dump(&env.database_url).contains(&marker));
 
     // The CLI: a secret comes from stdin; `get` never prints it.
@@ -528,5 +556,19 @@ async fn rotate_key_reseals_every_secret_and_the_old_key_stops_working() {
     assert!(!rotate(new_hex.as_str(), "change-me").status.success());
     let shown = env.get("/api/config/PLAIN").await.json();
     assert_eq!(shown["value"], "kept");
+    // Each rotation attempt is in the audit log, by key ids only.
+    let audit = env.get("/api/audit?action=secrets.rotate_key").await.json();
+    let outcomes: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["ok", "failed"], "newest first: {audit}");
+    assert_eq!(audit[0]["actor"], "cli");
+    assert_eq!(
+        audit[0]["target"],
+        format!("key {} -> {}", old.id(), new.id())
+    );
     env.cleanup().await;
 }

@@ -10,31 +10,39 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use runeflow_shared::hash::content_hash;
 use runeflow_shared::tokens::{self, Principal, Scope};
 use subtle::ConstantTimeEq;
 
+use crate::audit::Actor;
 use crate::error::AppError;
 use crate::state::AppState;
 
 /// Rejects a request without a live token (401) or whose token lacks the
 /// scope of its route (403 naming it); passes the [`Principal`] on in the
-/// request's extensions.
+/// request's extensions, and names it as the [`Actor`] of the response
+/// (a 403 included) for the audit log.
 pub async fn require_token(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
-) -> Result<Response, AppError> {
-    let principal = principal(&state, request.headers())
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+) -> Response {
+    let principal = match principal(&state, request.headers()).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return AppError::Unauthorized.into_response(),
+        Err(err) => return err.into_response(),
+    };
+    let actor = Actor(principal.name.clone());
     let needed = required_scope(request.method(), request.uri().path());
-    if !principal.allows(needed) {
-        return Err(AppError::Forbidden(needed));
-    }
-    request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
+    let mut response = if principal.allows(needed) {
+        request.extensions_mut().insert(principal);
+        next.run(request).await
+    } else {
+        AppError::Forbidden(needed).into_response()
+    };
+    response.extensions_mut().insert(actor);
+    response
 }
 
 /// The principal of the bearer token in `headers`: the bootstrap token, a

@@ -4,6 +4,7 @@
 //! [`app`] builds the router from a ready [`AppState`] (tests drive it with
 //! `oneshot`); [`serve`] binds it and shuts down gracefully.
 
+pub mod audit;
 mod auth;
 pub mod error;
 mod file_path;

@@ -19,6 +19,7 @@ mod m20261206_000009_endpoint_keys_idempotency;
 mod m20261206_000010_schedules;
 mod m20261206_000011_api_tokens;
 mod m20261206_000012_config_entries;
+mod m20261206_000013_audit_log;
 
 /// The ordered list of migrations `runeflow init` applies.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_schedules::Migration),
             Box::new(m20261206_000011_api_tokens::Migration),
             Box::new(m20261206_000012_config_entries::Migration),
+            Box::new(m20261206_000013_audit_log::Migration),
         ]
     }
 }

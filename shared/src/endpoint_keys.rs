@@ -90,21 +90,23 @@ pub async fn revoke(db: &impl ConnectionTrait, workflow: &str, id: Uuid) -> Resu
     Ok(done.rows_affected() == 1)
 }
 
-/// True when `key` is a live (unrevoked) key of `workflow`; notes its use.
+/// The name of `key` when it is a live (unrevoked) key of `workflow` (for
+/// the audit log); notes its use.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     workflow: &str,
     key: &str,
-) -> Result<bool, DbErr> {
-    let done = db
-        .execute_raw(Statement::from_sql_and_values(
+) -> Result<Option<String>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE endpoint_keys SET last_used_at = now()
-             WHERE key_hash = $1 AND workflow_name = $2 AND revoked_at IS NULL",
+             WHERE key_hash = $1 AND workflow_name = $2 AND revoked_at IS NULL
+             RETURNING name",
             [key_hash(key).into(), workflow.into()],
         ))
         .await?;
-    Ok(done.rows_affected() == 1)
+    row.map(|row| row.try_get::<String>("", "name")).transpose()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! sea-orm entities, workspace paths, entity detection, the write path and the
 //! Redis module store. This crate knows nothing of axum or apalis.
 
+pub mod audit;
 pub mod config;
 pub mod config_entries;
 pub mod detect;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod api;
+pub mod audit;
 mod client;
 pub mod config;
 pub mod dev;
@@ -50,6 +51,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Config(command) => config::run(command).await,
         Command::Secrets(command) => secrets::run(command).await,
         Command::Endpoints(command) => endpoints::run(command).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Git(command) => git::run(command).await,
         Command::Import(args) => import::run(args).await,
         Command::WorkerHealth(args) => worker_health::run(&args),

@@ -1,8 +1,8 @@
 //! `runeflow secrets new-key|rotate-key`.
 
 use anyhow::Context;
-use runeflow_shared::config_entries;
 use runeflow_shared::secrets::{KEY_ENV, SecretKey};
+use runeflow_shared::{audit, config_entries};
 
 use crate::cli::SecretsCommand;
 use crate::connect;
@@ -30,9 +30,23 @@ pub async fn run(command: SecretsCommand) -> anyhow::Result<()> {
                 "{NEW_KEY_ENV} is the same key as {KEY_ENV}"
             );
             let db = connect::postgres(&args.config).await?;
-            let resealed = config_entries::rotate(&db, &old, &new)
+            let rotated = config_entries::rotate(&db, &old, &new).await;
+            let entry = audit::Entry {
+                actor: "cli".to_owned(),
+                action: "secrets.rotate_key".to_owned(),
+                target: Some(format!("key {} -> {}", old.id(), new.id())),
+                outcome: if rotated.is_ok() {
+                    audit::Outcome::Ok
+                } else {
+                    audit::Outcome::Failed
+                },
+                status: None,
+            };
+            audit::record(&db, &entry)
                 .await
-                .context("rotating the secret key failed; nothing was changed")?;
+                .context("recording the rotation in the audit log failed")?;
+            let resealed =
+                rotated.context("rotating the secret key failed; nothing was changed")?;
             println!(
                 "re-sealed {resealed} secret(s) under key {}; now give the API and every worker \
                  {KEY_ENV}=<the new key> and restart them (they refuse the old key)",

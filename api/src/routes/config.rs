@@ -9,12 +9,14 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use runeflow_shared::config_entries::{self, EntryInfo, Stored, check_key};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::AuditNote;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::state::AppState;
 
@@ -65,7 +67,7 @@ pub async fn put(
     State(state): State<AppState>,
     Path(key): Path<String>,
     body: Bytes,
-) -> Result<Json<EntryInfo>> {
+) -> Result<Response> {
     check_key(&key).map_err(|e| AppError::bad_request("invalid_key", e.to_string()))?;
     // Not `Json<PutEntry>`: its rejection would quote the body back.
     let entry: PutEntry = serde_json::from_slice(&body).map_err(|_| {
@@ -74,6 +76,17 @@ pub async fn put(
             "the body must be a JSON object {\"value\": <JSON>, \"secret\": <bool>} and nothing else",
         )
     })?;
+    // The audit row says which kind was set (the target is the key).
+    let note = if entry.secret {
+        AuditNote::action("secret.set")
+    } else {
+        AuditNote::default()
+    };
+    Ok(note.or_on(store(&state, &key, &entry).await.map(Json)))
+}
+
+/// Stores a parsed `PUT` body under `key`.
+async fn store(state: &AppState, key: &str, entry: &PutEntry) -> Result<EntryInfo> {
     if !entry.secret {
         let text_len = serde_json::to_string(&entry.value)
             .map(|t| t.len())
@@ -87,9 +100,7 @@ pub async fn put(
                 "`value` contains a NUL character",
             ));
         }
-        return Ok(Json(
-            config_entries::put_plain(state.db(), &key, &entry.value).await?,
-        ));
+        return Ok(config_entries::put_plain(state.db(), key, &entry.value).await?);
     }
     let plaintext = match &entry.value {
         serde_json::Value::String(text) if !text.is_empty() => text,
@@ -106,9 +117,7 @@ pub async fn put(
     let Some(secret_key) = &state.secret_key else {
         return Err(AppError::SecretsUnavailable);
     };
-    Ok(Json(
-        config_entries::put_secret(state.db(), secret_key, &key, plaintext).await?,
-    ))
+    Ok(config_entries::put_secret(state.db(), secret_key, key, plaintext).await?)
 }
 
 fn too_large() -> AppError {

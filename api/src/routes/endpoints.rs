@@ -18,10 +18,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::executions::{Start, idempotency_key, start};
+use crate::audit::{Actor, AuditNote};
 use crate::auth::principal;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::state::AppState;
-use runeflow_shared::tokens::Scope;
+use runeflow_shared::tokens::{Principal, Scope};
 
 /// Header carrying an endpoint key.
 pub const KEY_HEADER: &str = "x-runeflow-key";
@@ -76,57 +77,94 @@ pub async fn call(
     body: Bytes,
 ) -> Result<Response> {
     super::text_value("invalid_path", "name", Some(&name))?;
-    authorize(&state, &headers, &name).await?;
+    let caller = caller(&state, &headers, &name).await?;
+    let actor = caller.actor();
+    let response = if caller.may_run() {
+        run_endpoint(&state, &name, params, &headers, &body)
+            .await
+            .into_response()
+    } else {
+        AppError::Forbidden(Scope::Run).into_response()
+    };
+    Ok((actor, response).into_response())
+}
+
+/// Runs endpoint workflow `name` for an authorised caller.
+async fn run_endpoint(
+    state: &AppState,
+    name: &str,
+    params: std::result::Result<Query<CallParams>, QueryRejection>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response> {
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let parameters = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Value::Null
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(body).map_err(|e| {
             AppError::bad_request("invalid_body", format!("the body is not JSON: {e}"))
         })?
     };
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(headers)?;
     start(
-        &state,
+        state,
         Start {
-            reference: &name,
+            reference: name,
             parameters,
             wait: params.wait,
             run_at: None,
             idempotency: key
                 .as_deref()
-                .map(|k| (idempotency::endpoint_scope(&name), k)),
+                .map(|k| (idempotency::endpoint_scope(name), k)),
             endpoint_only: true,
         },
     )
     .await
 }
 
-/// A bearer token with the `run` scope, or a live key of workflow `name`
-/// (its use noted).
-async fn authorize(state: &AppState, headers: &HeaderMap, name: &str) -> Result<()> {
+/// Who calls an endpoint.
+enum Caller {
+    /// A bearer token (it needs the `run` scope).
+    Token(Principal),
+    /// A live key of the workflow, by its name.
+    Key(String),
+}
+
+impl Caller {
+    fn may_run(&self) -> bool {
+        match self {
+            Caller::Token(principal) => principal.allows(Scope::Run),
+            Caller::Key(_) => true,
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        match self {
+            Caller::Token(principal) => Actor(principal.name.clone()),
+            Caller::Key(key_name) => Actor::endpoint_key(key_name),
+        }
+    }
+}
+
+/// The bearer token's principal, or the live key of workflow `name` (its
+/// use noted); 401 for neither.
+async fn caller(state: &AppState, headers: &HeaderMap, name: &str) -> Result<Caller> {
     if let Some(principal) = principal(state, headers).await? {
-        return if principal.allows(Scope::Run) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(Scope::Run))
-        };
+        return Ok(Caller::Token(principal));
     }
     let Some(key) = headers.get(KEY_HEADER) else {
         return Err(AppError::Unauthorized);
     };
     let live = match key.to_str() {
         Ok(key) => endpoint_keys::authenticate(state.db(), name, key.trim()).await?,
-        Err(_) => false,
+        Err(_) => None,
     };
-    if live {
-        Ok(())
-    } else {
-        Err(AppError::UnauthorizedKey(format!(
+    live.map(Caller::Key).ok_or_else(|| {
+        AppError::UnauthorizedKey(format!(
             "X-Runeflow-Key is not a live key of workflow '{name}' (unknown, revoked or another workflow's)"
-        )))
-    }
+        ))
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -175,7 +213,8 @@ pub async fn create_key(
     let workflow = workflow_named(&state, &name).await?;
     let key = endpoint_keys::generate();
     let info = endpoint_keys::insert(state.db(), &workflow, label, &key).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { key, info })).into_response())
+    let note = AuditNote::target(format!("{workflow} {}", info.id));
+    Ok((StatusCode::CREATED, note, Json(CreatedKey { key, info })).into_response())
 }
 
 /// A workflow's endpoint keys (never the keys themselves).

@@ -24,6 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::audit::AuditNote;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::queue::{Cancelled, IdempotencyClaim, Submitted};
 use crate::state::AppState;
@@ -198,22 +199,27 @@ pub async fn create(
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
     super::text_value("invalid_body", "workflow", Some(&req.workflow))?;
-    let run_at = req.not_before()?;
-    let key = idempotency_key(&headers)?;
-    start(
-        &state,
-        Start {
-            reference: &req.workflow,
-            parameters: req.parameters,
-            wait: req.wait,
-            run_at,
-            idempotency: key
-                .as_deref()
-                .map(|k| (idempotency::EXECUTIONS_SCOPE.to_owned(), k)),
-            endpoint_only: false,
-        },
-    )
-    .await
+    // Refused before an execution exists: the audit row names the workflow.
+    let refused = AuditNote::target(req.workflow.clone());
+    let started = async {
+        let run_at = req.not_before()?;
+        let key = idempotency_key(&headers)?;
+        start(
+            &state,
+            Start {
+                reference: &req.workflow,
+                parameters: req.parameters,
+                wait: req.wait,
+                run_at,
+                idempotency: key
+                    .as_deref()
+                    .map(|k| (idempotency::EXECUTIONS_SCOPE.to_owned(), k)),
+                endpoint_only: false,
+            },
+        )
+        .await
+    };
+    Ok(refused.or_on(started.await))
 }
 
 /// One request to start an execution, from `POST /api/executions` or an
@@ -300,6 +306,7 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
             }
         }
     }?;
+    let note = started_note(&target.name, id);
     match waited? {
         Some(row) => {
             let code = if row.status.is_final() {
@@ -307,10 +314,15 @@ pub(crate) async fn start(state: &AppState, req: Start<'_>) -> Result<Response> 
             } else {
                 StatusCode::ACCEPTED
             };
-            Ok((code, Json(ExecutionView::from(row))).into_response())
+            Ok((code, note, Json(ExecutionView::from(row))).into_response())
         }
-        None => Ok((StatusCode::ACCEPTED, Json(Enqueued { id, status })).into_response()),
+        None => Ok((StatusCode::ACCEPTED, note, Json(Enqueued { id, status })).into_response()),
     }
+}
+
+/// The audit target of execution `id` of `workflow` (a run or a cancel).
+fn started_note(workflow: &str, id: Uuid) -> AuditNote {
+    AuditNote::target(format!("{workflow} {id}"))
 }
 
 /// The retry policy and concurrency limit an execution of `target` is
@@ -352,7 +364,8 @@ async fn replay(
         }
         _ => row,
     };
-    Ok((StatusCode::OK, Json(ExecutionView::from(row))).into_response())
+    let note = started_note(&row.workflow_name, row.id);
+    Ok((StatusCode::OK, note, Json(ExecutionView::from(row))).into_response())
 }
 
 /// The `Idempotency-Key` header, checked (400 when malformed).
@@ -654,13 +667,15 @@ pub async fn list(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<ExecutionView>> {
+) -> Result<(AuditNote, Json<ExecutionView>)> {
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound(format!("no execution {id}")))?;
+    let cancelled =
+        |row: execution::Model| (started_note(&row.workflow_name, row.id), Json(row.into()));
     match state.enqueue.cancel(id).await? {
-        Cancelled::Now(row) => Ok(Json((*row).into())),
-        Cancelled::AlreadyFinal(row) if row.status == Status::Cancelled => Ok(Json((*row).into())),
+        Cancelled::Now(row) => Ok(cancelled(*row)),
+        Cancelled::AlreadyFinal(row) if row.status == Status::Cancelled => Ok(cancelled(*row)),
         Cancelled::AlreadyFinal(row) => Err(AppError::Conflict {
             code: "already_final",
             message: format!(

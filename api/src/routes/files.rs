@@ -15,6 +15,7 @@ use runeflow_shared::workspace::{FileSummary, WriteOutcome, find_live, list_file
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit::AuditNote;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::file_path::FilePath;
 use crate::state::AppState;
@@ -225,10 +226,16 @@ pub async fn remove(State(state): State<AppState>, FilePath(path): FilePath) -> 
 pub async fn move_file(
     State(state): State<AppState>,
     body: std::result::Result<Json<MoveRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<FileResponse>> {
+) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
-    let outcome = state.workspace.rename(&req.from, &req.to).await?;
-    Ok(Json(outcome.into()))
+    // Paths, not values: the audit row names both, whatever the outcome.
+    let note = AuditNote::target(format!("{} -> {}", req.from, req.to));
+    let moved = state
+        .workspace
+        .rename(&req.from, &req.to)
+        .await
+        .map_err(AppError::from);
+    Ok(note.or_on(moved.map(|outcome| Json(FileResponse::from(outcome)))))
 }
 
 /// List live files in path order, a page at a time.

@@ -4,12 +4,15 @@
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::audit::AuditNote;
 use crate::error::{AppError, ErrorBody, Result};
+use crate::git::remote::Remote;
 use crate::git::{self, GitError, Prefer, PullReport, PushReport};
 use crate::state::AppState;
 
@@ -64,8 +67,9 @@ pub struct PullRequest {
 pub async fn push(
     State(state): State<AppState>,
     body: std::result::Result<Json<PushRequest>, JsonRejection>,
-) -> Result<Json<PushReport>> {
+) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
+    let note = sync_note(&state, &req.remote, &req.branch);
     let message = req
         .message
         .filter(|m| !m.trim().is_empty())
@@ -79,8 +83,8 @@ pub async fn push(
         req.force,
     )
     .await
-    .map_err(into_app_error)?;
-    Ok(Json(report))
+    .map_err(into_app_error);
+    Ok(note.or_on(report.map(Json)))
 }
 
 /// Fetch the branch and apply its adds, changes and deletes to the workspace.
@@ -97,17 +101,18 @@ pub async fn push(
 pub async fn pull(
     State(state): State<AppState>,
     body: std::result::Result<Json<PullRequest>, JsonRejection>,
-) -> Result<Json<PullReport>> {
+) -> Result<Response> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
+    let note = sync_note(&state, &req.remote, &req.branch);
     let prefer = match req.prefer.as_deref() {
         None => None,
         Some("ours") => Some(Prefer::Ours),
         Some("theirs") => Some(Prefer::Theirs),
         Some(other) => {
-            return Err(AppError::bad_request(
+            return Ok(note.or_on(AppError::bad_request(
                 "invalid_body",
                 format!("prefer must be \"ours\" or \"theirs\", not {other:?}"),
-            ));
+            )));
         }
     };
     let report = git::pull(
@@ -118,8 +123,21 @@ pub async fn pull(
         prefer,
     )
     .await
-    .map_err(into_app_error)?;
-    Ok(Json(report))
+    .map_err(into_app_error);
+    Ok(note.or_on(report.map(Json)))
+}
+
+/// The audit target of a sync: the remote (only once it passed the rules,
+/// so never with credentials, and without its query) and the branch.
+fn sync_note(state: &AppState, remote: &str, branch: &str) -> AuditNote {
+    match Remote::parse(remote, state.git.allow_insecure) {
+        Ok(remote) => {
+            let url = remote.url();
+            let url = url.split_once('?').map_or(url, |(before, _)| before);
+            AuditNote::target(format!("{url} {branch}"))
+        }
+        Err(_) => AuditNote::default(),
+    }
 }
 
 fn into_app_error(err: GitError) -> AppError {

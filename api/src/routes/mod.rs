@@ -1,5 +1,6 @@
 //! One module per HTTP resource, each exporting `router()`, merged here.
 
+pub mod audit;
 pub mod config;
 pub mod data_providers;
 pub mod endpoints;
@@ -20,8 +21,10 @@ use crate::state::AppState;
 
 /// The whole HTTP surface: open health probes, HTTP endpoints (bearer
 /// token or endpoint key, checked by the handler), everything else under
-/// `/api` behind the bearer token.
+/// `/api` behind the bearer token. Every `/api` request but reads passes
+/// the audit middleware, outside the token check so a 403 is recorded too.
 pub fn router(state: AppState) -> Router {
+    let recorded = || from_fn_with_state(state.clone(), crate::audit::record);
     let api = Router::new()
         .merge(files::router())
         .merge(workflows::router())
@@ -32,11 +35,13 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(config::router())
         .merge(git::router())
+        .merge(audit::router())
         .merge(openapi::router())
-        .route_layer(from_fn_with_state(state.clone(), require_token));
+        .route_layer(from_fn_with_state(state.clone(), require_token))
+        .route_layer(recorded());
     Router::new()
         .merge(health::router())
-        .merge(endpoints::router())
+        .merge(endpoints::router().route_layer(recorded()))
         .merge(api)
         .fallback(not_found)
         .with_state(state)

@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens, config and secrets, and git sync."),
+    info(title = "Runeflow API", description = "Workspace files, workflows, executions, data providers, schedules, HTTP endpoints, API tokens, config and secrets, the audit log and git sync."),
     paths(
         super::health::healthz,
         super::health::readyz,
@@ -43,6 +43,7 @@ use crate::state::AppState;
         super::config::list,
         super::config::show,
         super::config::remove,
+        super::audit::list,
         super::git::push,
         super::git::pull,
         openapi_json,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit::AuditNote;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::state::AppState;
 
@@ -105,7 +106,7 @@ impl From<ScheduleRow> for ScheduleView {
 pub async fn create(
     State(state): State<AppState>,
     body: std::result::Result<Json<CreateSchedule>, JsonRejection>,
-) -> Result<(StatusCode, Json<ScheduleView>)> {
+) -> Result<(StatusCode, AuditNote, Json<ScheduleView>)> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
     super::text_value("invalid_body", "workflow", Some(&req.workflow))?;
     super::text_value("invalid_body", "cron", Some(&req.cron))?;
@@ -126,7 +127,9 @@ pub async fn create(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    let view = ScheduleView::from(row);
+    let note = AuditNote::target(format!("{} {}", view.workflow, view.id));
+    Ok((StatusCode::CREATED, note, Json(view)))
 }
 
 /// Every schedule, decorator and API ones, each with its next run times.

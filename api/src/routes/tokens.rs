@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit::AuditNote;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::state::AppState;
 
@@ -51,7 +52,7 @@ pub struct CreatedToken {
 pub async fn create(
     State(state): State<AppState>,
     body: std::result::Result<Json<CreateToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<CreatedToken>)> {
+) -> Result<(StatusCode, AuditNote, Json<CreatedToken>)> {
     let Json(req) = body.map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
@@ -71,7 +72,17 @@ pub async fn create(
     scopes.dedup();
     let token = tokens::generate();
     let info = tokens::insert(state.db(), name, &scopes, &token).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+    let note = token_note(&info);
+    Ok((
+        StatusCode::CREATED,
+        note,
+        Json(CreatedToken { token, info }),
+    ))
+}
+
+/// The audit target of a token: its name and id (never the token).
+fn token_note(info: &TokenInfo) -> AuditNote {
+    AuditNote::target(format!("{} {}", info.name, info.id))
 }
 
 /// Every token (never the token itself), newest first.
@@ -96,12 +107,15 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TokenInfo>>>
         (status = 404, description = "No such token", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(AuditNote, StatusCode)> {
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound(format!("no token {id}")))?;
     match tokens::revoke(state.db(), id).await? {
-        Some(_) => Ok(StatusCode::NO_CONTENT),
+        Some(info) => Ok((token_note(&info), StatusCode::NO_CONTENT)),
         None => Err(AppError::NotFound(format!("no token {id}"))),
     }
 }
