@@ -71,6 +71,8 @@ export DATABASE_URL="postgres://postgres@$PGHOST_ADDR:$PGPORT/$DB"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export RUNEFLOW_REDIS_PREFIX="apifuzz$$"
 export RUNEFLOW_API_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+# Secrets can be written (PUT /api/config/{key} with "secret": true).
+export RUNEFLOW_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export RUNEFLOW_BIND="127.0.0.1:$PORT"
 export RUNEFLOW_PYTHON=${RUNEFLOW_PYTHON:-/usr/bin/python3}
 export RUST_LOG=${RUST_LOG:-info,sqlx=warn}

@@ -383,6 +383,12 @@ async fn dry_run_reports_exactly_what_the_import_does_and_changes_nothing() {
     assert!(stderr(&dry).contains("dry run"), "{}", stderr(&dry));
     assert_eq!(sql_state(&env).await, sql_before, "PostgreSQL untouched");
     assert_eq!(redis_state(&env).await, redis_before, "Redis untouched");
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_log WHERE action = 'workspace.import'")
+            .await,
+        0,
+        "a dry run is not audited"
+    );
 
     // The real import does what the dry run said, line for line.
     let real = import(&env, &[folder], &[]);
@@ -390,6 +396,15 @@ async fn dry_run_reports_exactly_what_the_import_does_and_changes_nothing() {
     assert_eq!(real_out, dry_out);
     assert!(real.status.success(), "{}", stderr(&real));
     assert_ne!(sql_state(&env).await, sql_before);
+    // The import acted on PostgreSQL directly: one audit row says so.
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM audit_log WHERE actor = 'cli' \
+             AND action = 'workspace.import' AND outcome = 'ok' AND target LIKE '% -> /%'"
+        )
+        .await,
+        1
+    );
     assert_eq!(env.get("/api/files/change.py").await.text(), "X = 2\n");
     assert_eq!(
         listed(&env).await,

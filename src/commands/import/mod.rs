@@ -58,14 +58,29 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let mut lines = futures::stream::iter(entries)
         .map(|entry| plan::import_one(&workspace, &source, &prefix, entry, mode))
         .buffered(CONCURRENCY);
-    while let Some(line) = lines
-        .try_next()
-        .await
-        .with_context(|| format!("importing '{}' stopped", args.source))?
-    {
-        tally.add(line.status);
-        println!("{line}");
+    let imported: anyhow::Result<()> = async {
+        while let Some(line) = lines
+            .try_next()
+            .await
+            .with_context(|| format!("importing '{}' stopped", args.source))?
+        {
+            tally.add(line.status);
+            println!("{line}");
+        }
+        Ok(())
     }
+    .await;
+    if !args.dry_run {
+        record_import(
+            &workspace.db,
+            &args.source,
+            &prefix,
+            &tally,
+            imported.is_ok(),
+        )
+        .await?;
+    }
+    imported?;
     println!("{tally}");
     if args.dry_run {
         eprintln!("dry run: nothing was changed");
@@ -78,4 +93,33 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One audit row per import that may have written (actor `cli`: the import
+/// runs on PostgreSQL directly, not through the API).
+async fn record_import(
+    db: &sea_orm::DatabaseConnection,
+    source: &str,
+    prefix: &str,
+    tally: &Tally,
+    ok: bool,
+) -> anyhow::Result<()> {
+    let folder = if prefix.is_empty() { "/" } else { prefix };
+    let entry = runeflow_shared::audit::Entry {
+        actor: "cli".to_owned(),
+        action: "workspace.import".to_owned(),
+        target: Some(format!(
+            "{source} -> {folder} ({} created, {} updated)",
+            tally.created, tally.updated
+        )),
+        outcome: if ok {
+            runeflow_shared::audit::Outcome::Ok
+        } else {
+            runeflow_shared::audit::Outcome::Failed
+        },
+        status: None,
+    };
+    runeflow_shared::audit::record(db, &entry)
+        .await
+        .context("recording the import in the audit log failed")
 }
