@@ -186,5 +186,33 @@ async fn unreadable_interpreter_is_a_start_up_error() {
         "{}",
         worker.log()
     );
+    drop(worker);
+    // Named through PATH, with the unreadable folder first: the child uid's
+    // lookup falls through to another interpreter (which imports fine), so
+    // the check compares where each of the two runs from.
+    let folder = std::path::Path::new(&python).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        folder.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut worker = WorkerProcess::spawn(
+        &env,
+        "w2",
+        &[
+            ("RUNEFLOW_CHILD_USERS", "required"),
+            ("RUNEFLOW_CHILD_UID_RANGE", TEST_UIDS),
+            ("RUNEFLOW_PYTHON", "python3"),
+            ("PATH", &path),
+        ],
+    );
+    let status = worker.wait_exit(Duration::from_secs(30)).await;
+    let log = worker.log();
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        eprintln!("no /usr/bin/python3 to fall through to: only the refusal is checked");
+    } else {
+        assert!(log.contains("as the worker it runs from"), "{log}");
+    }
+    assert!(status.is_some_and(|s| !s.success()), "{log}");
     env.cleanup().await;
 }

@@ -50,13 +50,21 @@ async fn run_all(
     );
     let stop = Shutdown::new();
     let deps = commands::worker::deps(config).await?;
-    let worker_task = tokio::spawn(runeflow_worker::run::run(deps, worker, stop.stopped()));
+    let mut worker_task = tokio::spawn(runeflow_worker::run::run(deps, worker, stop.stopped()));
     let api = commands::api::serve(config, workspace, listener, stop.stopped());
+    tokio::pin!(api);
     let signal = stop.trigger_on(shutdown::signal());
-    let served = api.await;
+    // A worker that cannot start (or stops) ends `dev` at once, rather than
+    // leaving an API whose executions never run.
+    let (served, worker_result) = tokio::select! {
+        served = &mut api => (served, (&mut worker_task).await),
+        ended = &mut worker_task => {
+            stop.trigger();
+            (api.await, ended)
+        }
+    };
     signal.abort();
-    let worker_result = worker_task.await.context("worker task panicked")?;
+    worker_result.context("worker task panicked")??;
     served?;
-    worker_result?;
     Ok(())
 }

@@ -45,8 +45,13 @@ const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 
 /// Modules the start-up check imports as a child uid: the zygote's preload
-/// and a few a child imports lazily from the standard library.
-const INTERPRETER_CHECK: &str = "import json, asyncio, logging, traceback, encodings.idna, inspect";
+/// and a few a child imports lazily from the standard library; then the
+/// interpreter's `sys.prefix`, which must be the one the worker's own run
+/// of the same command finds (a PATH entry the uid cannot search, such as a
+/// pyenv shim under /root, makes its lookup fall through to another
+/// interpreter, and the children would miss the stdlib the zygote has).
+const INTERPRETER_CHECK: &str =
+    "import json, asyncio, logging, traceback, encodings.idna, inspect, sys; print(sys.prefix)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChildUsersError {
@@ -226,22 +231,34 @@ impl ChildUsers {
             uid: user.uid,
             detail,
         };
-        let output = std::process::Command::new(python)
-            .args(["-I", "-B", "-c", INTERPRETER_CHECK])
-            .env_clear()
-            .envs(env)
-            .current_dir("/")
-            .uid(user.uid)
-            .gid(user.gid)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| failed(e.to_string()))?;
-        if output.status.success() {
-            return Ok(());
+        let run = |as_user: Option<ChildUser>| {
+            let mut command = std::process::Command::new(python);
+            command
+                .args(["-I", "-B", "-c", INTERPRETER_CHECK])
+                .env_clear()
+                .envs(env)
+                .current_dir("/")
+                .stdin(std::process::Stdio::null());
+            if let Some(user) = as_user {
+                command.uid(user.uid).gid(user.gid);
+            }
+            command.output().map_err(|e| failed(e.to_string()))
+        };
+        let output = run(Some(user))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().last().unwrap_or("no error output").trim();
+            return Err(failed(format!("{} ({last})", output.status)));
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or("no error output").trim();
-        Err(failed(format!("{} ({last})", output.status)))
+        let theirs = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let ours = run(None)?;
+        let ours = String::from_utf8_lossy(&ours.stdout).trim().to_owned();
+        if ours != theirs {
+            return Err(failed(format!(
+                "as the worker it runs from {ours}, as that uid from {theirs} (a path it cannot read)"
+            )));
+        }
+        Ok(())
     }
 
     fn give_back(&self, user: ChildUser) {
