@@ -50,7 +50,7 @@ async fn each_scope_reaches_its_route_groups_only() {
     let env = TestEnv::new().await;
     env.put("flows/hello.py", FLOW).await;
     // (route group, method, uri, body, scope it needs)
-    let routes: [(&str, &str, &str, Option<Value>, &str); 8] = [
+    let routes: [(&str, &str, &str, Option<Value>, &str); 9] = [
         ("read", "GET", "/api/files", None, "read"),
         ("read", "GET", "/api/executions", None, "read"),
         ("write", "PUT", "/api/files/flows/other.py", None, "write"),
@@ -70,6 +70,7 @@ async fn each_scope_reaches_its_route_groups_only() {
         ),
         ("admin", "GET", "/api/tokens", None, "admin"),
         ("admin", "GET", "/api/config", None, "admin"),
+        ("admin", "GET", "/api/audit", None, "admin"),
         (
             "admin",
             "PUT",
