@@ -336,6 +336,10 @@ pub enum SchedulesCommand {
     Add(ScheduleAddArgs),
     /// Remove an API schedule (a decorator schedule belongs to its file).
     Rm(ScheduleIdArgs),
+    /// Pause a schedule (API or decorator): no ticks until resumed.
+    Pause(ScheduleIdArgs),
+    /// Resume a paused schedule from now (missed ticks are skipped).
+    Resume(ScheduleIdArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -567,6 +567,8 @@ async fn openapi_lists_every_route() {
         ("/api/schedules", "get"),
         ("/api/schedules/{id}", "get"),
         ("/api/schedules/{id}", "delete"),
+        ("/api/schedules/{id}/pause", "post"),
+        ("/api/schedules/{id}/resume", "post"),
         ("/api/tokens", "post"),
         ("/api/tokens", "get"),
         ("/api/tokens/{id}", "delete"),

@@ -427,8 +427,10 @@ async fn the_cli_adds_lists_and_removes_schedules() {
         1
     );
     let url = server.url.clone();
-    let (listed, removed, again) = tokio::task::spawn_blocking(move || {
+    let (paused, resumed, listed, removed, again) = tokio::task::spawn_blocking(move || {
         (
+            cli(&url, &["schedules", "pause", &id]),
+            cli(&url, &["schedules", "resume", &id]),
             cli(&url, &["schedules", "ls"]),
             cli(&url, &["schedules", "rm", &id]),
             cli(&url, &["schedules", "rm", &id]),
@@ -436,6 +438,12 @@ async fn the_cli_adds_lists_and_removes_schedules() {
     })
     .await
     .expect("join");
+    assert!(
+        String::from_utf8_lossy(&paused.stdout).ends_with("\tpaused\n"),
+        "{}",
+        String::from_utf8_lossy(&paused.stdout)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("\tnext "));
     assert!(String::from_utf8_lossy(&listed.stdout).contains("\tgreet\t0 9 * * *"));
     assert!(
         removed.status.success(),
@@ -486,5 +494,65 @@ async fn scheduled_executions_run_on_a_worker() {
     let _ = stop.send(());
     let _ = loop_task.await;
     drop(worker);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_paused_schedule_ticks_no_more_and_resumes_without_catching_up() {
+    let env = TestEnv::new().await;
+    // Per-minute, with catch_up: an hour behind, a pass would run one tick.
+    let id = scheduled(&env, "0 * * * * *", true).await;
+    let post = |verb: &'static str, id: String| {
+        let env = &env;
+        async move {
+            env.call(
+                common::authed("POST", &format!("/api/schedules/{id}/{verb}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let r = post("pause", id.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["enabled"], false);
+    // Paused twice is still paused.
+    assert_eq!(post("pause", id.clone()).await.json()["enabled"], false);
+    env.count(&format!(
+        "WITH moved AS (UPDATE schedules SET last_tick = now() - interval '1 hour' \
+         WHERE id = '{id}' RETURNING 1) SELECT count(*) FROM moved"
+    ))
+    .await;
+    let state = api_state(&env);
+    runeflow_api::scheduler::pass(&state).await.expect("pass");
+    assert_eq!(
+        executions_of(&env, &id).await,
+        0,
+        "a paused schedule ticked"
+    );
+
+    let second = chrono::Utc::now().timestamp() % 60;
+    if !(3..=55).contains(&second) {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+    let r = post("resume", id.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["enabled"], true);
+    runeflow_api::scheduler::pass(&state).await.expect("pass");
+    // The hour missed while paused is not caught up.
+    assert_eq!(executions_of(&env, &id).await, 0);
+    // It ticks again: an hour behind now means one catch-up run.
+    env.count(&format!(
+        "WITH moved AS (UPDATE schedules SET last_tick = now() - interval '1 hour' \
+         WHERE id = '{id}' RETURNING 1) SELECT count(*) FROM moved"
+    ))
+    .await;
+    runeflow_api::scheduler::pass(&state).await.expect("pass");
+    assert_eq!(executions_of(&env, &id).await, 1);
+
+    let missing = post("pause", uuid::Uuid::now_v7().to_string()).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let audit = env.get("/api/audit?action=schedule.pause").await.json();
+    assert_eq!(audit.as_array().map(Vec::len), Some(3), "{audit}");
     env.cleanup().await;
 }

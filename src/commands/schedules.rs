@@ -41,19 +41,40 @@ pub async fn run(command: SchedulesCommand) -> anyhow::Result<()> {
             println!("{} removed", args.id);
             Ok(())
         }
+        SchedulesCommand::Pause(args) => set_enabled(args, "pause").await,
+        SchedulesCommand::Resume(args) => set_enabled(args, "resume").await,
     }
+}
+
+/// `POST /api/schedules/{id}/pause|resume`, then the schedule's line.
+async fn set_enabled(args: crate::cli::ScheduleIdArgs, verb: &str) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.client)?;
+    let id = utf8_percent_encode(&args.id, NON_ALPHANUMERIC).to_string();
+    let (_, schedule) = client
+        .json(
+            reqwest::Method::POST,
+            &format!("/api/schedules/{id}/{verb}"),
+            None,
+        )
+        .await?;
+    println!("{}", line(&schedule));
+    Ok(())
 }
 
 /// id, source, workflow, cron, zone, next run: one tab-separated line.
 fn line(s: &Value) -> String {
     let text = |key: &str| s[key].as_str().unwrap_or("?").to_owned();
+    let next = if s["enabled"] == Value::Bool(false) {
+        "paused".to_owned()
+    } else {
+        format!("next {}", s["next_runs"][0].as_str().unwrap_or("-"))
+    };
     format!(
-        "{}\t{}\t{}\t{}\t{}\tnext {}",
+        "{}\t{}\t{}\t{}\t{}\t{next}",
         text("id"),
         text("source"),
         text("workflow"),
         text("cron"),
         text("timezone"),
-        s["next_runs"][0].as_str().unwrap_or("-")
     )
 }

@@ -23,6 +23,8 @@ pub fn action_for(method: &Method, route: &str) -> Option<&'static str> {
         ("POST", "/api/data-providers/{name}") => "data_provider.run",
         ("POST", "/api/schedules") => "schedule.create",
         ("DELETE", "/api/schedules/{id}") => "schedule.delete",
+        ("POST", "/api/schedules/{id}/pause") => "schedule.pause",
+        ("POST", "/api/schedules/{id}/resume") => "schedule.resume",
         ("POST", "/api/workflows/{name}/keys") => "endpoint_key.create",
         ("DELETE", "/api/workflows/{name}/keys/{id}") => "endpoint_key.revoke",
         ("POST", "/api/endpoints/{name}") => "endpoint.call",

@@ -32,6 +32,8 @@ use crate::state::AppState;
         super::schedules::list,
         super::schedules::show,
         super::schedules::remove,
+        super::schedules::pause,
+        super::schedules::resume,
         super::endpoints::call,
         super::endpoints::create_key,
         super::endpoints::list_keys,

@@ -6,7 +6,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use runeflow_shared::schedule::{DEFAULT_TIMEZONE, Schedule};
@@ -27,6 +27,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/schedules", get(list).post(create))
         .route("/api/schedules/{id}", get(show).delete(remove))
+        .route("/api/schedules/{id}/pause", post(pause))
+        .route("/api/schedules/{id}/resume", post(resume))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -187,6 +189,46 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
             candidates: None,
         }),
     }
+}
+
+/// Pause a schedule (API or decorator): no ticks until it is resumed.
+#[utoipa::path(post, path = "/api/schedules/{id}/pause", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "Paused (also when it already was)", body = ScheduleView),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>> {
+    set_enabled(&state, &id, false).await
+}
+
+/// Resume a paused schedule from now on: ticks missed while it was paused
+/// are skipped (whatever `catch_up` says).
+#[utoipa::path(post, path = "/api/schedules/{id}/resume", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "Running (also when it already was)", body = ScheduleView),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>> {
+    set_enabled(&state, &id, true).await
+}
+
+async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<ScheduleView>> {
+    let id = schedule_id(id)?;
+    statements::sync_decorator(state.db()).await?;
+    statements::set_enabled(state.db(), id, enabled)
+        .await?
+        .map(|row| Json(row.into()))
+        .ok_or_else(|| AppError::NotFound(format!("no schedule {id}")))
 }
 
 /// A malformed id names no schedule: 404, as for executions.

@@ -139,6 +139,27 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<ScheduleR
     .await
 }
 
+/// Pauses (`enabled` false) or resumes a schedule, API or decorator (a
+/// decorator's sync leaves `enabled` alone, so a pause survives edits of
+/// its file). Resuming moves `last_tick` to now: ticks missed while
+/// paused are skipped, not caught up. `None` when there is no such
+/// schedule.
+pub async fn set_enabled(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    enabled: bool,
+) -> Result<Option<ScheduleRow>, DbErr> {
+    ScheduleRow::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE schedules SET enabled = $2,
+                last_tick = CASE WHEN $2 AND NOT enabled THEN now() ELSE last_tick END
+         WHERE id = $1 RETURNING *",
+        [id.into(), enabled.into()],
+    ))
+    .one(db)
+    .await
+}
+
 /// What an API schedule is made of (already validated).
 #[derive(Debug, Clone)]
 pub struct NewApiSchedule {
