@@ -508,6 +508,15 @@ def cc_probe() -> dict:
             "redis": redis, "uid": os.getuid()}
 
 
+@workflow(name="cc_secret", timeout=60)
+def cc_secret() -> dict:
+    """Reads a secret (RUNEFLOW_SECRET_KEY on the worker), prints and returns it."""
+    from runeflow import context
+    value = context.secret("CC_KEY")
+    print("the key is", value)
+    return {"value": value, "length": len(value)}
+
+
 @workflow(name="cc_killer", timeout=60)
 def cc_killer() -> dict:
     """A hostile neighbour: SIGKILL every other process it can see."""
@@ -601,6 +610,22 @@ stage_stack() {
   if grep -q '^cc_calc' <<<"$out1" && grep -q 'created' <<<"$out2" && grep -q 'Ada' <<<"$out3"; then
     pass readme-cli "exec api runeflow workflows; run --no-deps api push /examples ($out2); exec api runeflow run hello"
   else fail readme-cli "workflows: $(head -n1 <<<"$out1") | push: $out2 | run: $(tr '\n' ' ' <<<"$out3" | head -c 150)"; fi
+
+  # A secret set through the API is sealed by the api, opened by the worker
+  # for the workflow that asks, and stored back as ***.
+  local secret_value
+  secret_value=cc-secret-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+  api PUT /api/config/CC_KEY "{\"value\":\"$secret_value\",\"secret\":true}"
+  local put_code=$CODE
+  api POST /api/executions '{"workflow":"cc_secret","wait":60}'
+  local dump
+  dump=$(dc exec -T postgres pg_dumpall -U "${POSTGRES_USER:-runeflow}" 2>&1)
+  if [ "$put_code" = 200 ] && [ "$(jqr .status)" = success ] && [ "$(jqr .result.value)" = '***' ] \
+     && [ "$(jqr .result.length)" = "${#secret_value}" ] && [ "$(jqr '.config_read[0]')" = CC_KEY ] \
+     && ! grep -q "$secret_value" <<<"$BODY" \
+     && grep -q 'CC_KEY' <<<"$dump" && ! grep -q "$secret_value" <<<"$dump"; then
+    pass secret-roundtrip "PUT secret -> $put_code; workflow read it (length ${#secret_value}), result and logs show ***; pg_dumpall ($(wc -c <<<"$dump") bytes) holds CC_KEY but not its value"
+  else fail secret-roundtrip "PUT -> $put_code; $(head -c 300 <<<"$BODY")"; fi
 
   if [ "$HARDENING" = 1 ]; then
     local leaked
