@@ -42,6 +42,13 @@ def fail_with_it():
     token = context.secret("API_KEY")
     raise ValueError(f"the API refused key {token}")
 
+@workflow(timeout=1)
+def leak_then_hang():
+    import sys, time
+    print("about to hang with", context.secret("API_KEY"), flush=True)
+    sys.stdout.flush()
+    time.sleep(30)
+
 @workflow
 def missing():
     return context.secret("NOT_THERE")
@@ -54,7 +61,7 @@ async def async_read():
 /// A distinctive secret with characters that `json.dumps` and `repr` escape.
 fn make_secret() -> (String, String) {
     let marker = hex_marker();
-    (format!("sk-live-{marker}\"q'\\z"), marker)
+    (format!("sk-live-{marker}\"q'\\zä\u{a0}"), marker)
 }
 
 fn hex_marker() -> String {
@@ -81,11 +88,11 @@ async fn recording_server() -> (String, Arc<Mutex<Vec<String>>>) {
         axum::routing::get(move |headers: HeaderMap| {
             let log = log.clone();
             async move {
-                let auth = headers
+                // http.client sends header values as Latin-1.
+                let auth: String = headers
                     .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
+                    .map(|v| v.as_bytes().iter().map(|&b| b as char).collect())
+                    .unwrap_or_default();
                 log.lock().unwrap().push(auth);
                 "charged"
             }
@@ -185,10 +192,12 @@ async fn a_secret_a_workflow_read_is_masked_in_everything_stored() {
     let failed = submit(&env, "fail_with_it", json!({})).await;
     let missing = submit(&env, "missing", json!({})).await;
     let asynchronous = submit(&env, "async_read", json!({})).await;
+    let hung = submit(&env, "leak_then_hang", json!({})).await;
     let ok = wait_final(&env, &ok, Duration::from_secs(60)).await;
     let failed = wait_final(&env, &failed, Duration::from_secs(60)).await;
     let missing = wait_final(&env, &missing, Duration::from_secs(60)).await;
     let asynchronous = wait_final(&env, &asynchronous, Duration::from_secs(60)).await;
+    let hung = wait_final(&env, &hung, Duration::from_secs(60)).await;
 
     // The workflow had the real value: the server saw it.
     assert_eq!(ok["status"], "success", "{ok}\n{}", worker.log());
@@ -227,10 +236,22 @@ async fn a_secret_a_workflow_read_is_masked_in_everything_stored() {
     assert_eq!(asynchronous["status"], "success", "{asynchronous}");
     assert_eq!(asynchronous["result"], json!(expected));
 
+    assert_eq!(hung["status"], "timeout", "{hung}");
+    assert!(
+        hung["logs"]
+            .as_str()
+            .unwrap()
+            .contains("about to hang with ***"),
+        "{hung}"
+    );
+
     // Nowhere in PostgreSQL or Redis as plaintext; nor in the API's
     // answers or the worker's own log.
     for (what, text) in [
-        ("execution JSON", ok.to_string() + &failed.to_string()),
+        (
+            "execution JSON",
+            ok.to_string() + &failed.to_string() + &hung.to_string(),
+        ),
         ("pg_dump", pg_dump(&env.database_url)),
         ("redis", redis_dump(&env.redis_url).await),
         ("config listing", env.get("/api/config").await.text()),
@@ -238,6 +259,12 @@ async fn a_secret_a_workflow_read_is_masked_in_everything_stored() {
         ("worker log", worker.log()),
     ] {
         assert!(!text.contains(&marker), "the secret is in the {what}");
+        // bytea columns are dumped as hex.
+        let as_hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !text.contains(&as_hex),
+            "the secret is in the {what}, as hex"
+        );
     }
     worker.kill_group();
     env.cleanup().await;
@@ -274,6 +301,10 @@ async fn the_api_never_answers_with_a_secret() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
         assert_eq!(r.error_code(), "invalid_key");
     }
+    // A plain value does not replace a secret (delete it first).
+    let r = put_config(&env, "API_KEY", json!({"value": "plain now"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.error_code(), "is_secret");
     let r = put_config(&env, "EMPTY", json!({"value": "", "secret": true})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = put_config(&env, "BIG", json!({"value": "x".repeat(70_000)})).await;
@@ -568,7 +599,17 @@ async fn rotate_key_reseals_every_secret_and_the_old_key_stops_working() {
     assert_eq!(audit[0]["actor"], "cli");
     assert_eq!(
         audit[0]["target"],
-        format!("key {} -> {}", old.id(), new.id())
+        format!("key {} -> {} (2 secrets)", old.id(), new.id())
+    );
+    // This API still has the old key: it may not seal a secret under it
+    // beside the re-sealed ones (a restart with the new key is needed).
+    let r = put_config(&env, "C", json!({"value": "late", "secret": true})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert!(r.text().contains(&new.id()), "{}", r.text());
+    assert!(
+        config_entries::check_secret_key(&env.db, Some(&new))
+            .await
+            .is_ok()
     );
     env.cleanup().await;
 }

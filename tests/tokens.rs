@@ -123,6 +123,12 @@ async fn each_scope_reaches_its_route_groups_only() {
 async fn a_revoked_token_is_refused_on_its_next_request() {
     let env = TestEnv::new().await;
     let (token, id) = create(&env, "ci", &["read", "write"]).await;
+    // One live token per name: the audit log names actors by it.
+    let r = env
+        .post_json("/api/tokens", json!({"name": "ci", "scopes": ["read"]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.error_code(), "name_taken");
     assert_eq!(
         as_token(&env, &token, "GET", "/api/files", None)
             .await
@@ -146,6 +152,9 @@ async fn a_revoked_token_is_refused_on_its_next_request() {
         json!({"name": "x", "scopes": []}),
         json!({"name": "x", "scopes": ["root"]}),
         json!({"name": "", "scopes": ["read"]}),
+        json!({"name": "bootstrap", "scopes": ["read"]}),
+        json!({"name": "cli", "scopes": ["read"]}),
+        json!({"name": "endpoint-key:x", "scopes": ["read"]}),
     ] {
         let r = env.post_json("/api/tokens", body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
@@ -153,6 +162,8 @@ async fn a_revoked_token_is_refused_on_its_next_request() {
     let listed = env.get("/api/tokens").await.json();
     assert!(listed[0]["revoked_at"].is_string(), "{listed}");
     assert!(listed[0]["last_used_at"].is_string(), "{listed}");
+    // Revoked, the name is free again.
+    create(&env, "ci", &["read"]).await;
     env.cleanup().await;
 }
 

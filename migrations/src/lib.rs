@@ -20,6 +20,7 @@ mod m20261206_000010_schedules;
 mod m20261206_000011_api_tokens;
 mod m20261206_000012_config_entries;
 mod m20261206_000013_audit_log;
+mod m20261206_000014_token_names_unique;
 
 /// The ordered list of migrations `runeflow init` applies.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_api_tokens::Migration),
             Box::new(m20261206_000012_config_entries::Migration),
             Box::new(m20261206_000013_audit_log::Migration),
+            Box::new(m20261206_000014_token_names_unique::Migration),
         ]
     }
 }

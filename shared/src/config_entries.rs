@@ -12,7 +12,8 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::secrets::{OpenError, Sealed, SecretKey, open, seal};
+use crate::audit;
+use crate::secrets::{OpenError, SealError, Sealed, SecretKey, open, seal};
 
 /// Longest key, in characters (the table's CHECK says the same).
 pub const MAX_KEY_CHARS: usize = 128;
@@ -61,6 +62,8 @@ pub enum ConfigError {
     Db(#[from] DbErr),
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 #[derive(FromQueryResult)]
@@ -114,16 +117,35 @@ impl ValueRow {
 const INFO: &str = "key, secret, created_at, updated_at";
 const VALUE: &str = "key, secret, value, ciphertext, nonce, key_id";
 
-/// Sets `key` to a plain value (replacing a secret of that name).
+/// Why a value was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    /// A plain value may not replace a secret (it would show the new value
+    /// where a secret's never was): delete the secret first.
+    #[error("'{0}' is a secret: delete it first to store a plain value under that key")]
+    IsSecret(String),
+    /// Other secrets are sealed with another key: this process's key is not
+    /// the deployment's any more (`rotate-key` ran since it started).
+    #[error(
+        "stored secrets are sealed with key {stored}, but this process has key {given}: restart it with the current RUNEFLOW_SECRET_KEY"
+    )]
+    OtherKey { given: String, stored: String },
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// Sets `key` to a plain value; refused over a secret.
 pub async fn put_plain(
     db: &impl ConnectionTrait,
     key: &str,
     value: &serde_json::Value,
-) -> Result<EntryInfo, DbErr> {
+) -> Result<EntryInfo, PutError> {
     upsert(
         db,
         key,
-        false,
+        None,
         [
             value.clone().into(),
             None::<Vec<u8>>.into(),
@@ -134,40 +156,48 @@ pub async fn put_plain(
     .await
 }
 
-/// Seals `plaintext` under `secret_key` and stores it as secret `key`.
+/// Seals `plaintext` under `secret_key` and stores it as secret `key`;
+/// refused while other secrets are sealed with another key.
 pub async fn put_secret(
     db: &impl ConnectionTrait,
     secret_key: &SecretKey,
     key: &str,
     plaintext: &str,
-) -> Result<EntryInfo, DbErr> {
-    let sealed = seal(secret_key, key, plaintext);
+) -> Result<EntryInfo, PutError> {
+    let sealed = seal(secret_key, key, plaintext)?;
     upsert(
         db,
         key,
-        true,
+        Some(&sealed.key_id),
         [
             None::<serde_json::Value>.into(),
             sealed.ciphertext.into(),
             sealed.nonce.into(),
-            sealed.key_id.into(),
+            sealed.key_id.clone().into(),
         ],
     )
     .await
 }
 
+/// One statement, so a rotation (which locks the table) is either wholly
+/// before it or wholly after it.
 async fn upsert(
     db: &impl ConnectionTrait,
     key: &str,
-    secret: bool,
+    sealed_with: Option<&str>,
     columns: [sea_orm::Value; 4],
-) -> Result<EntryInfo, DbErr> {
+) -> Result<EntryInfo, PutError> {
     let [value, ciphertext, nonce, key_id] = columns;
-    InfoRow::find_by_statement(Statement::from_sql_and_values(
+    let secret = sealed_with.is_some();
+    let row = InfoRow::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         format!(
             "INSERT INTO config_entries (key, secret, value, ciphertext, nonce, key_id)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             SELECT $1, $2, $3, $4, $5, $6
+             WHERE NOT EXISTS (SELECT 1 FROM config_entries
+                               WHERE $2 AND secret AND key_id <> $6)
+               AND NOT EXISTS (SELECT 1 FROM config_entries
+                               WHERE NOT $2 AND key = $1 AND secret)
              ON CONFLICT (key) DO UPDATE SET secret = EXCLUDED.secret, value = EXCLUDED.value,
                  ciphertext = EXCLUDED.ciphertext, nonce = EXCLUDED.nonce,
                  key_id = EXCLUDED.key_id, updated_at = now()
@@ -176,9 +206,26 @@ async fn upsert(
         [key.into(), secret.into(), value, ciphertext, nonce, key_id],
     ))
     .one(db)
-    .await?
-    .map(EntryInfo::from)
-    .ok_or(DbErr::RecordNotInserted)
+    .await?;
+    if let Some(row) = row {
+        return Ok(row.into());
+    }
+    match sealed_with {
+        None => Err(PutError::IsSecret(key.to_owned())),
+        Some(given) => {
+            let stored = secret_key_ids(db)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| id != given)
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(PutError::OtherKey {
+                given: given.to_owned(),
+                stored,
+            })
+        }
+    }
 }
 
 /// Every entry, by key.
@@ -339,15 +386,21 @@ pub async fn check_secret_key(
     })
 }
 
-/// Re-seals every secret under `new`, in one transaction (all or none):
-/// every secret must open with `old`, so a wrong current key changes
-/// nothing. Returns how many were re-sealed.
+/// Re-seals every secret under `new`, in one transaction (all or none)
+/// that also records `actor`'s rotation in the audit log. Every secret
+/// must open with `old`, so a wrong current key changes nothing. The table
+/// is locked against writes meanwhile, so a secret written by a process
+/// still on `old` lands wholly before (and is re-sealed) or after (and is
+/// refused, see [`PutError::OtherKey`]). Returns how many were re-sealed.
 pub async fn rotate(
     db: &DatabaseConnection,
     old: &SecretKey,
     new: &SecretKey,
+    actor: &str,
 ) -> Result<usize, ConfigError> {
     let txn = db.begin().await?;
+    txn.execute_unprepared("LOCK TABLE config_entries IN SHARE ROW EXCLUSIVE MODE")
+        .await?;
     let rows = ValueRow::find_by_statement(Statement::from_string(
         DbBackend::Postgres,
         format!("SELECT {VALUE} FROM config_entries WHERE secret ORDER BY key FOR UPDATE"),
@@ -361,7 +414,7 @@ pub async fn rotate(
             continue;
         };
         let plaintext = open(old, &key, &sealed)?;
-        let again = seal(new, &key, &plaintext);
+        let again = seal(new, &key, &plaintext)?;
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE config_entries SET ciphertext = $2, nonce = $3, key_id = $4 WHERE key = $1",
@@ -375,6 +428,18 @@ pub async fn rotate(
         .await?;
         resealed += 1;
     }
+    let entry = audit::Entry {
+        actor: actor.to_owned(),
+        action: "secrets.rotate_key".to_owned(),
+        target: Some(format!(
+            "key {} -> {} ({resealed} secrets)",
+            old.id(),
+            new.id()
+        )),
+        outcome: audit::Outcome::Ok,
+        status: None,
+    };
+    audit::record(&txn, &entry).await?;
     txn.commit().await?;
     Ok(resealed)
 }

@@ -30,23 +30,24 @@ pub async fn run(command: SecretsCommand) -> anyhow::Result<()> {
                 "{NEW_KEY_ENV} is the same key as {KEY_ENV}"
             );
             let db = connect::postgres(&args.config).await?;
-            let rotated = config_entries::rotate(&db, &old, &new).await;
-            let entry = audit::Entry {
-                actor: "cli".to_owned(),
-                action: "secrets.rotate_key".to_owned(),
-                target: Some(format!("key {} -> {}", old.id(), new.id())),
-                outcome: if rotated.is_ok() {
-                    audit::Outcome::Ok
-                } else {
-                    audit::Outcome::Failed
-                },
-                status: None,
+            // The rotation records itself in the audit log, in its own
+            // transaction; a failed one is recorded here, best effort.
+            let resealed = match config_entries::rotate(&db, &old, &new, "cli").await {
+                Ok(n) => n,
+                Err(err) => {
+                    let entry = audit::Entry {
+                        actor: "cli".to_owned(),
+                        action: "secrets.rotate_key".to_owned(),
+                        target: Some(format!("key {} -> {}", old.id(), new.id())),
+                        outcome: audit::Outcome::Failed,
+                        status: None,
+                    };
+                    if let Err(audit_err) = audit::record(&db, &entry).await {
+                        eprintln!("runeflow: the failed rotation was not audited: {audit_err}");
+                    }
+                    return Err(err).context("rotating the secret key failed; nothing was changed");
+                }
             };
-            audit::record(&db, &entry)
-                .await
-                .context("recording the rotation in the audit log failed")?;
-            let resealed =
-                rotated.context("rotating the secret key failed; nothing was changed")?;
             println!(
                 "re-sealed {resealed} secret(s) under key {}; now give the API and every worker \
                  {KEY_ENV}=<the new key> and restart them (they refuse the old key)",

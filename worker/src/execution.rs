@@ -29,6 +29,8 @@ use crate::zygote::{ZygoteError, ZygoteLife, Zygotes};
 /// How long a child's EOF waits for news of its zygote's exit before it is
 /// taken as the child's own death.
 const ZYGOTE_DEATH_GRACE: Duration = Duration::from_millis(200);
+/// What ends logs cut at their budget (the child writes the same line).
+pub const TRUNCATION_NOTE: &str = "\n[runeflow: output truncated]\n";
 /// Bytes read from a child's output pipe at a time.
 const OUTPUT_CHUNK: usize = 16 * 1024;
 
@@ -112,7 +114,7 @@ impl LogBuffer {
                 cut -= 1;
             }
             self.text.push_str(&chunk[..cut]);
-            self.text.push_str("\n[runeflow: output truncated]\n");
+            self.text.push_str(TRUNCATION_NOTE);
             self.truncated = true;
         }
     }

@@ -9,7 +9,7 @@
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::execution::{Finished, Outcome};
+use crate::execution::{Finished, Outcome, TRUNCATION_NOTE};
 
 /// What a masked value becomes.
 pub const MASK: &str = "***";
@@ -24,11 +24,13 @@ impl Redactor {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
         let mut needles: Vec<Zeroizing<String>> = Vec::new();
         for secret in secrets {
-            for form in [
+            let forms = [
                 secret.to_owned(),
                 json_escaped(secret),
+                json_ascii_escaped(secret),
                 repr_escaped(secret),
-            ] {
+            ];
+            for form in forms {
                 if !form.is_empty() && !needles.iter().any(|n| n.as_str() == form) {
                     needles.push(Zeroizing::new(form));
                 }
@@ -80,6 +82,9 @@ impl Redactor {
             return;
         }
         self.text_in_place(&mut finished.logs);
+        if finished.logs_truncated {
+            self.cut_tail(&mut finished.logs);
+        }
         match &mut finished.outcome {
             Outcome::Success(value) => self.value(value),
             Outcome::Failed(error) => {
@@ -94,7 +99,51 @@ impl Redactor {
     }
 }
 
-/// `json.dumps(secret)` without its quotes.
+impl Redactor {
+    /// Logs cut at their budget may end (before the truncation note) with
+    /// the first part of a secret: that part is masked too.
+    fn cut_tail(&self, logs: &mut String) {
+        let Some(at) = logs.rfind(TRUNCATION_NOTE) else {
+            return;
+        };
+        let head = &logs[..at];
+        let longest = self
+            .needles
+            .iter()
+            .filter_map(|needle| {
+                // The longest proper prefix of the needle that ends `head`.
+                needle
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .skip(1)
+                    .filter(|&i| head.ends_with(&needle[..i]))
+                    .max()
+            })
+            .max();
+        if let Some(len) = longest {
+            logs.replace_range(at - len..at, MASK);
+        }
+    }
+}
+
+/// `json.dumps(secret)` with `ensure_ascii=True` (Python's default),
+/// without its quotes: every non-ASCII character as `\uXXXX`.
+fn json_ascii_escaped(secret: &str) -> String {
+    let mut out = String::with_capacity(secret.len());
+    for c in json_escaped(secret).chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `json.dumps(secret, ensure_ascii=False)` without its quotes.
 fn json_escaped(secret: &str) -> String {
     let quoted = serde_json::to_string(secret).unwrap_or_default();
     quoted
@@ -121,13 +170,48 @@ fn repr_escaped(secret: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
+            c if !printable(c) => {
+                let code = c as u32;
+                if code < 0x100 {
+                    out.push_str(&format!("\\x{code:02x}"));
+                } else if code < 0x10000 {
+                    out.push_str(&format!("\\u{code:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{code:08x}"));
+                }
             }
             c => out.push(c),
         }
     }
     out
+}
+
+/// `str.isprintable` for the characters a secret plausibly holds: ASCII
+/// controls, C1 controls, and the separators and format characters of
+/// Unicode that CPython's `repr` escapes. (Unassigned code points, which
+/// it escapes too, are not known here.)
+fn printable(c: char) -> bool {
+    let code = c as u32;
+    !matches!(code,
+        0..=0x1f
+        | 0x7f..=0xa0
+        | 0xad
+        | 0x600..=0x605
+        | 0x61c
+        | 0x6dd
+        | 0x70f
+        | 0x1680
+        | 0x180e
+        | 0x2000..=0x200f
+        | 0x2028..=0x202f
+        | 0x205f..=0x2064
+        | 0x2066..=0x206f
+        | 0x3000
+        | 0xd800..=0xf8ff
+        | 0xfeff
+        | 0xfff9..=0xfffb
+        | 0xe0000..=0xe007f
+        | 0xf0000..=0x10ffff)
 }
 
 #[cfg(test)]
@@ -173,6 +257,50 @@ mod tests {
             error.traceback.as_deref(),
             Some("raise ValueError('bad ***')")
         );
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_log_budget_is_masked_up_to_the_cut() {
+        let redactor = Redactor::new(["s3cr3t-value"]);
+        let mut finished = Finished {
+            outcome: Outcome::Timeout,
+            logs: format!("token s3cr3t-va{TRUNCATION_NOTE}"),
+            logs_truncated: true,
+            duration: Duration::ZERO,
+            spawn: Duration::ZERO,
+        };
+        redactor.finished(&mut finished);
+        assert_eq!(finished.logs, format!("token ***{TRUNCATION_NOTE}"));
+        // Not truncated: a trailing prefix is just text.
+        let mut whole = Finished {
+            logs: "ends with s3c".to_owned(),
+            logs_truncated: false,
+            ..finished
+        };
+        redactor.finished(&mut whole);
+        assert_eq!(whole.logs, "ends with s3c");
+    }
+
+    #[test]
+    fn non_ascii_secrets_are_masked_as_python_escapes_them() {
+        let secret = "pässwörd\u{a0}😀";
+        assert_eq!(
+            json_ascii_escaped(secret),
+            r"p\u00e4ssw\u00f6rd\u00a0\ud83d\ude00"
+        );
+        let redactor = Redactor::new([secret]);
+        // json.dumps(secret), json.dumps(secret, ensure_ascii=False), repr(secret)
+        for shown in [
+            r#""p\u00e4ssw\u00f6rd\u00a0\ud83d\ude00""#,
+            "\"pässwörd\u{a0}😀\"",
+            r"'pässwörd\xa0😀'",
+        ] {
+            let masked = redactor.text(shown);
+            assert!(
+                masked == "\"***\"" || masked == "'***'",
+                "{shown} -> {masked}"
+            );
+        }
     }
 
     #[test]

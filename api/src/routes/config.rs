@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use runeflow_shared::config_entries::{self, EntryInfo, Stored, check_key};
+use runeflow_shared::config_entries::{self, EntryInfo, PutError, Stored, check_key};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -59,8 +59,9 @@ pub struct EntryView {
     responses(
         (status = 200, description = "Stored; a secret's value is never returned", body = EntryInfo),
         (status = 400, description = "Bad key or body; a secret's value must be a non-empty string", body = ErrorBody),
+        (status = 409, description = "`is_secret`: a plain value over a secret (delete the secret first)", body = ErrorBody),
         (status = 413, description = "Value over 64 KiB", body = ErrorBody),
-        (status = 503, description = "A secret, but the API has no RUNEFLOW_SECRET_KEY", body = ErrorBody),
+        (status = 503, description = "A secret, but the API has no RUNEFLOW_SECRET_KEY, or the stored secrets are sealed with another key (rotated since it started)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn put(
@@ -100,7 +101,9 @@ async fn store(state: &AppState, key: &str, entry: &PutEntry) -> Result<EntryInf
                 "`value` contains a NUL character",
             ));
         }
-        return Ok(config_entries::put_plain(state.db(), key, &entry.value).await?);
+        return config_entries::put_plain(state.db(), key, &entry.value)
+            .await
+            .map_err(put_error);
     }
     let plaintext = match &entry.value {
         serde_json::Value::String(text) if !text.is_empty() => text,
@@ -117,7 +120,22 @@ async fn store(state: &AppState, key: &str, entry: &PutEntry) -> Result<EntryInf
     let Some(secret_key) = &state.secret_key else {
         return Err(AppError::SecretsUnavailable);
     };
-    Ok(config_entries::put_secret(state.db(), secret_key, key, plaintext).await?)
+    config_entries::put_secret(state.db(), secret_key, key, plaintext)
+        .await
+        .map_err(put_error)
+}
+
+fn put_error(err: PutError) -> AppError {
+    match err {
+        PutError::Db(err) => err.into(),
+        e @ PutError::IsSecret(_) => AppError::Conflict {
+            code: "is_secret",
+            message: e.to_string(),
+            candidates: None,
+        },
+        e @ PutError::OtherKey { .. } => AppError::Unavailable(e.to_string()),
+        e @ PutError::Seal(_) => AppError::Internal(e.to_string()),
+    }
 }
 
 fn too_large() -> AppError {

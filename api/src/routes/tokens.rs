@@ -44,7 +44,8 @@ pub struct CreatedToken {
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken,
     responses(
         (status = 201, description = "Created; `token` is shown only here", body = CreatedToken),
-        (status = 400, description = "Malformed body, empty or overlong name, no scopes or an unknown one", body = ErrorBody),
+        (status = 400, description = "Malformed body, empty, overlong or reserved name (`bootstrap`, `cli`, `endpoint-key:…`), no scopes or an unknown one", body = ErrorBody),
+        (status = 409, description = "`name_taken`: a live token has this name", body = ErrorBody),
         (status = 401, description = "No live token", body = ErrorBody),
         (status = 403, description = "The token lacks the `admin` scope", body = ErrorBody),
     ),
@@ -61,6 +62,13 @@ pub async fn create(
             format!("`name` must be 1 to {MAX_NAME_CHARS} characters, without NUL"),
         ));
     }
+    // Names the audit log gives actors that are not tokens.
+    if name == "bootstrap" || name == "cli" || name.starts_with("endpoint-key:") {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            format!("`name` '{name}' is reserved (the audit log names other actors so)"),
+        ));
+    }
     if req.scopes.is_empty() {
         return Err(AppError::bad_request(
             "invalid_body",
@@ -71,7 +79,18 @@ pub async fn create(
     scopes.sort();
     scopes.dedup();
     let token = tokens::generate();
-    let info = tokens::insert(state.db(), name, &scopes, &token).await?;
+    let info = match tokens::insert(state.db(), name, &scopes, &token).await {
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AppError::Conflict {
+                code: "name_taken",
+                message: format!(
+                    "a live token is already named '{name}': revoke it or pick another name"
+                ),
+                candidates: None,
+            });
+        }
+        other => other?,
+    };
     let note = token_note(&info);
     Ok((
         StatusCode::CREATED,
@@ -83,6 +102,13 @@ pub async fn create(
 /// The audit target of a token: its name and id (never the token).
 fn token_note(info: &TokenInfo) -> AuditNote {
     AuditNote::target(format!("{} {}", info.name, info.id))
+}
+
+fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 /// Every token (never the token itself), newest first.

@@ -7,4 +7,4 @@ mod key;
 mod seal;
 
 pub use key::{KEY_ENV, KeyError, SecretKey};
-pub use seal::{OpenError, Sealed, open, seal};
+pub use seal::{OpenError, SealError, Sealed, open, seal};

@@ -21,6 +21,11 @@ pub struct Sealed {
     pub key_id: String,
 }
 
+/// The cipher refused to seal (only past its length limit, 256 GiB).
+#[derive(Debug, thiserror::Error)]
+#[error("secret '{0}' could not be sealed")]
+pub struct SealError(pub String);
+
 /// Why a sealed value did not open. Never holds plaintext.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -37,7 +42,7 @@ pub enum OpenError {
 }
 
 /// Seals `plaintext` as the value of entry `name`.
-pub fn seal(key: &SecretKey, name: &str, plaintext: &str) -> Sealed {
+pub fn seal(key: &SecretKey, name: &str, plaintext: &str) -> Result<Sealed, SealError> {
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
     let mut nonce = [0u8; NONCE_BYTES];
     rand::rng().fill_bytes(&mut nonce);
@@ -45,16 +50,14 @@ pub fn seal(key: &SecretKey, name: &str, plaintext: &str) -> Sealed {
         msg: plaintext.as_bytes(),
         aad: name.as_bytes(),
     };
-    // Encryption into a Vec fails only past the cipher's length limit
-    // (256 GiB), far beyond any value the API accepts.
     let ciphertext = cipher
         .encrypt(&XNonce::from(nonce), payload)
-        .unwrap_or_default();
-    Sealed {
+        .map_err(|_| SealError(name.to_owned()))?;
+    Ok(Sealed {
         ciphertext,
         nonce: nonce.to_vec(),
         key_id: key.id(),
-    }
+    })
 }
 
 /// Opens entry `name`'s sealed value; the plaintext is wiped when dropped.
@@ -89,7 +92,7 @@ mod tests {
     #[test]
     fn a_sealed_value_opens_only_with_its_key_and_name() {
         let key = SecretKey::generate();
-        let sealed = seal(&key, "API_KEY", "s3cr3t-value");
+        let sealed = seal(&key, "API_KEY", "s3cr3t-value").unwrap();
         assert!(
             !sealed.ciphertext.windows(6).any(|w| w == b"s3cr3t"),
             "no plaintext in the ciphertext"
@@ -99,7 +102,7 @@ mod tests {
             "s3cr3t-value"
         );
         // Same value twice: different nonces, different ciphertexts.
-        assert_ne!(seal(&key, "API_KEY", "s3cr3t-value"), sealed);
+        assert_ne!(seal(&key, "API_KEY", "s3cr3t-value").unwrap(), sealed);
         assert!(matches!(
             open(&key, "OTHER", &sealed),
             Err(OpenError::Damaged(_))
