@@ -54,6 +54,28 @@ def env_probe():
             'pid': os.getpid(), 'pgid': os.getpgid(0), 'ppid': os.getppid()}
 "#;
 
+/// RUNEFLOW_CHILD_ENV cannot hand Runeflow's own secrets to user code: a
+/// worker asked to is refused at start-up, naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_env_naming_a_runeflow_secret_is_refused() {
+    let env = TestEnv::new().await;
+    let mut worker = WorkerProcess::spawn(
+        &env,
+        "leaky",
+        &[("RUNEFLOW_CHILD_ENV", "LANG,RUNEFLOW_SECRET_KEY")],
+    );
+    let status = worker.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| !s.success()), "{}", worker.log());
+    assert!(
+        worker
+            .log()
+            .contains("RUNEFLOW_CHILD_ENV names RUNEFLOW_SECRET_KEY"),
+        "{}",
+        worker.log()
+    );
+    env.cleanup().await;
+}
+
 /// Nothing of the worker's environment reaches user code except the
 /// allow-list and the names in RUNEFLOW_CHILD_ENV; the child holds no
 /// descriptor but stdio and its one unnamed socket to the worker.
@@ -65,6 +87,10 @@ async fn child_environment_is_scrubbed() {
         "scrub",
         &[
             ("RUNEFLOW_API_TOKEN", "secret-api-token"),
+            (
+                "RUNEFLOW_SECRET_KEY",
+                "5ec7e7000000000000000000000000000000000000000000000000000000c0de",
+            ),
             ("SOME_OTHER_SECRET", "hunter2"),
             ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
             (
@@ -110,6 +136,7 @@ async fn child_environment_is_scrubbed() {
         "DATABASE_URL",
         "REDIS_URL",
         "RUNEFLOW_API_TOKEN",
+        "RUNEFLOW_SECRET_KEY",
         "SOME_OTHER_SECRET",
         "AWS_SECRET_ACCESS_KEY",
         "RUNEFLOW_REDIS_PREFIX",
@@ -122,6 +149,7 @@ async fn child_environment_is_scrubbed() {
         env.database_url.as_str(),
         env.redis_url.as_str(),
         "secret-api-token",
+        "5ec7e7000000000000000000000000000000000000000000000000000000c0de",
         "hunter2",
         "aws-secret",
     ] {

@@ -37,7 +37,21 @@ pub enum WorkerRunError {
     Zygote(#[from] ZygoteError),
     #[error(transparent)]
     ChildUsers(#[from] ChildUsersError),
+    #[error(
+        "RUNEFLOW_CHILD_ENV names {0}, one of Runeflow's own secrets: workflow processes never get it"
+    )]
+    SecretInChildEnv(String),
 }
+
+/// Variables RUNEFLOW_CHILD_ENV may not pass to workflow processes.
+const NEVER_TO_CHILDREN: &[&str] = &[
+    "RUNEFLOW_SECRET_KEY",
+    "RUNEFLOW_NEW_SECRET_KEY",
+    "RUNEFLOW_API_TOKEN",
+    "RUNEFLOW_GIT_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+];
 
 /// Connections a worker runs on.
 pub struct WorkerDeps {
@@ -70,6 +84,13 @@ pub async fn context(
     config: &WorkerConfig,
     name: &str,
 ) -> Result<Arc<JobContext>, WorkerRunError> {
+    if let Some(name) = config
+        .child_env
+        .iter()
+        .find(|name| NEVER_TO_CHILDREN.contains(&name.as_str()))
+    {
+        return Err(WorkerRunError::SecretInChildEnv(name.clone()));
+    }
     let store = ModuleStore::new(deps.redis.clone(), &deps.prefix);
     let python = ZygoteConfig {
         python: config.python.clone(),
