@@ -53,6 +53,8 @@ pub struct Entry {
     pub outcome: Outcome,
     /// The HTTP status; `None` for an action outside the API (a CLI command).
     pub status: Option<u16>,
+    /// When the action was asked for (a request's arrival); `None`: now.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// A recorded row, as listed.
@@ -86,8 +88,8 @@ pub async fn record(db: &impl ConnectionTrait, entry: &Entry) -> Result<(), DbEr
     let status = entry.status.map(|s| i16::try_from(s).unwrap_or(i16::MAX));
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "INSERT INTO audit_log (actor, action, target, outcome, status)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_log (actor, action, target, outcome, status, at)
+         VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()))",
         [
             storable(&entry.actor, MAX_TARGET_CHARS).into(),
             storable(&entry.action, MAX_TARGET_CHARS).into(),
@@ -98,6 +100,7 @@ pub async fn record(db: &impl ConnectionTrait, entry: &Entry) -> Result<(), DbEr
                 .into(),
             entry.outcome.as_str().into(),
             status.into(),
+            entry.at.into(),
         ],
     ))
     .await?;

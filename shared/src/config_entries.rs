@@ -438,6 +438,7 @@ pub async fn rotate(
         )),
         outcome: audit::Outcome::Ok,
         status: None,
+        at: None,
     };
     audit::record(&txn, &entry).await?;
     txn.commit().await?;

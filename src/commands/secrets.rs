@@ -41,6 +41,7 @@ pub async fn run(command: SecretsCommand) -> anyhow::Result<()> {
                         target: Some(format!("key {} -> {}", old.id(), new.id())),
                         outcome: audit::Outcome::Failed,
                         status: None,
+                        at: None,
                     };
                     if let Err(audit_err) = audit::record(&db, &entry).await {
                         eprintln!("runeflow: the failed rotation was not audited: {audit_err}");

@@ -40,6 +40,7 @@ pub async fn record(
     if !actions::is_recorded(&method) {
         return next.run(request).await;
     }
+    let arrived = chrono::Utc::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -68,6 +69,7 @@ pub async fn record(
             target: note.target.or(path_target),
             outcome: Outcome::of_status(status),
             status: Some(status),
+            at: Some(arrived),
         };
         if let Err(err) = audit::record(state.db(), &entry).await {
             tracing::error!(

@@ -118,6 +118,7 @@ async fn record_import(
             runeflow_shared::audit::Outcome::Failed
         },
         status: None,
+        at: None,
     };
     runeflow_shared::audit::record(db, &entry)
         .await
