@@ -26,21 +26,8 @@ def hook():
     return "hooked"
 "#;
 
-/// One request with bearer `token` (none when empty); a JSON body, or for
-/// a PUT without one a small file.
 async fn send(env: &TestEnv, token: &str, method: &str, uri: &str, body: Option<Value>) -> Reply {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if !token.is_empty() {
-        builder = builder.header("authorization", format!("Bearer {token}"));
-    }
-    let req = match body {
-        Some(body) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string())),
-        None if method == "PUT" => builder.body(Body::from("X = 1\n")),
-        None => builder.body(Body::empty()),
-    };
-    env.call(req.unwrap()).await
+    env.call_as(token, method, uri, body).await
 }
 
 async fn create_token(env: &TestEnv, name: &str, scopes: &[&str]) -> (String, String) {

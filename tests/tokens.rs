@@ -6,7 +6,7 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::TestEnv;
 use serde_json::{Value, json};
 
@@ -19,18 +19,7 @@ async fn as_token(
     uri: &str,
     body: Option<Value>,
 ) -> common::Reply {
-    let builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {token}"));
-    let req = match body {
-        Some(body) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string())),
-        None if method == "PUT" => builder.body(Body::from("X = 1\n")),
-        None => builder.body(Body::empty()),
-    };
-    env.call(req.unwrap()).await
+    env.call_as(token, method, uri, body).await
 }
 
 async fn create(env: &TestEnv, name: &str, scopes: &[&str]) -> (String, String) {

@@ -30,6 +30,9 @@ fn start_worker(env: &TestEnv) -> Worker {
         .env("RUNEFLOW_REDIS_PREFIX", &env.name)
         .env("RUNEFLOW_CONCURRENCY", "4")
         .env("RUNEFLOW_POLL_MS", "60000")
+        // The tests' python3 may live under /root, which child uids cannot
+        // read (the worker would refuse to start).
+        .env("RUNEFLOW_CHILD_USERS", "off")
         .env("RUST_LOG", "warn,runeflow_worker::wake=debug")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

@@ -199,6 +199,29 @@ impl TestEnv {
         }
     }
 
+    /// One request with bearer `token` (none when empty): a JSON body, or
+    /// for a PUT without one a small Python file.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if !token.is_empty() {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let req = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None if method == "PUT" => builder.body(Body::from("X = 1\n")),
+            None => builder.body(Body::empty()),
+        };
+        self.call(req.expect("a valid request")).await
+    }
+
     pub async fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
         self.call(
             authed("PUT", &format!("/api/files/{path}"))
