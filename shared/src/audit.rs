@@ -57,6 +57,21 @@ pub struct Entry {
     pub at: Option<DateTime<Utc>>,
 }
 
+impl Entry {
+    /// An action the CLI took on PostgreSQL directly: actor `cli`, no HTTP
+    /// status, recorded now.
+    pub fn cli(action: &str, target: String, outcome: Outcome) -> Self {
+        Entry {
+            actor: "cli".to_owned(),
+            action: action.to_owned(),
+            target: Some(target),
+            outcome,
+            status: None,
+            at: None,
+        }
+    }
+}
+
 /// A recorded row, as listed.
 #[derive(Debug, Clone, Serialize, FromQueryResult, utoipa::ToSchema)]
 pub struct Record {

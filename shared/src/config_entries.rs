@@ -244,44 +244,22 @@ pub async fn get(
     db: &impl ConnectionTrait,
     key: &str,
 ) -> Result<Option<(EntryInfo, Stored)>, DbErr> {
-    #[derive(FromQueryResult)]
-    struct Both {
-        key: String,
-        secret: bool,
-        created_at: DateTime<Utc>,
-        updated_at: DateTime<Utc>,
-        value: Option<serde_json::Value>,
-        ciphertext: Option<Vec<u8>>,
-        nonce: Option<Vec<u8>>,
-        key_id: Option<String>,
-    }
-    let row = Both::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!(
-            "SELECT {INFO}, value, ciphertext, nonce, key_id FROM config_entries WHERE key = $1"
-        ),
-        [key.into()],
-    ))
-    .one(db)
-    .await?;
-    Ok(row.map(|b| {
-        let info = EntryInfo {
-            key: b.key.clone(),
-            secret: b.secret,
-            created_at: b.created_at,
-            updated_at: b.updated_at,
-        };
-        let stored = ValueRow {
-            key: b.key,
-            secret: b.secret,
-            value: b.value,
-            ciphertext: b.ciphertext,
-            nonce: b.nonce,
-            key_id: b.key_id,
-        }
-        .stored();
-        (info, stored)
-    }))
+    // One row, read as both of its views.
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "SELECT {INFO}, value, ciphertext, nonce, key_id FROM config_entries WHERE key = $1"
+            ),
+            [key.into()],
+        ))
+        .await?;
+    row.map(|row| {
+        let info = InfoRow::from_query_result(&row, "")?.into();
+        let stored = ValueRow::from_query_result(&row, "")?.stored();
+        Ok((info, stored))
+    })
+    .transpose()
 }
 
 /// Deletes entry `key`; whether it existed.
@@ -386,8 +364,11 @@ pub async fn check_secret_key(
     })
 }
 
+/// The audit action of a key rotation.
+pub const ROTATE_ACTION: &str = "secrets.rotate_key";
+
 /// Re-seals every secret under `new`, in one transaction (all or none)
-/// that also records `actor`'s rotation in the audit log. Every secret
+/// that also records the rotation in the audit log (actor `cli`). Every secret
 /// must open with `old`, so a wrong current key changes nothing. The table
 /// is locked against writes meanwhile, so a secret written by a process
 /// still on `old` lands wholly before (and is re-sealed) or after (and is
@@ -396,7 +377,6 @@ pub async fn rotate(
     db: &DatabaseConnection,
     old: &SecretKey,
     new: &SecretKey,
-    actor: &str,
 ) -> Result<usize, ConfigError> {
     let txn = db.begin().await?;
     txn.execute_unprepared("LOCK TABLE config_entries IN SHARE ROW EXCLUSIVE MODE")
@@ -428,18 +408,11 @@ pub async fn rotate(
         .await?;
         resealed += 1;
     }
-    let entry = audit::Entry {
-        actor: actor.to_owned(),
-        action: "secrets.rotate_key".to_owned(),
-        target: Some(format!(
-            "key {} -> {} ({resealed} secrets)",
-            old.id(),
-            new.id()
-        )),
-        outcome: audit::Outcome::Ok,
-        status: None,
-        at: None,
-    };
+    let entry = audit::Entry::cli(
+        ROTATE_ACTION,
+        format!("key {} -> {} ({resealed} secrets)", old.id(), new.id()),
+        audit::Outcome::Ok,
+    );
     audit::record(&txn, &entry).await?;
     txn.commit().await?;
     Ok(resealed)

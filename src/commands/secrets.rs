@@ -32,17 +32,14 @@ pub async fn run(command: SecretsCommand) -> anyhow::Result<()> {
             let db = connect::postgres(&args.config).await?;
             // The rotation records itself in the audit log, in its own
             // transaction; a failed one is recorded here, best effort.
-            let resealed = match config_entries::rotate(&db, &old, &new, "cli").await {
+            let resealed = match config_entries::rotate(&db, &old, &new).await {
                 Ok(n) => n,
                 Err(err) => {
-                    let entry = audit::Entry {
-                        actor: "cli".to_owned(),
-                        action: "secrets.rotate_key".to_owned(),
-                        target: Some(format!("key {} -> {}", old.id(), new.id())),
-                        outcome: audit::Outcome::Failed,
-                        status: None,
-                        at: None,
-                    };
+                    let entry = audit::Entry::cli(
+                        config_entries::ROTATE_ACTION,
+                        format!("key {} -> {}", old.id(), new.id()),
+                        audit::Outcome::Failed,
+                    );
                     if let Err(audit_err) = audit::record(&db, &entry).await {
                         eprintln!("runeflow: the failed rotation was not audited: {audit_err}");
                     }

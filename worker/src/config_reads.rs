@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::redact::Redactor;
+
 /// Reads config for every execution of a worker.
 pub struct ConfigReader {
     db: DatabaseConnection,
@@ -24,6 +26,13 @@ pub struct ConfigReader {
 #[derive(Default)]
 pub struct Reads {
     pub secrets: Vec<Zeroizing<String>>,
+}
+
+impl Reads {
+    /// Masks every form of the secrets read so far.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(self.secrets.iter().map(|s| s.as_str()))
+    }
 }
 
 impl ConfigReader {

@@ -22,7 +22,6 @@ use crate::config_reads::{ConfigReader, Reads};
 use crate::modules::ModuleServer;
 use crate::prefetch::Bundle;
 use crate::process_tree;
-use crate::redact::Redactor;
 use crate::running::CancelSignal;
 use crate::zygote::{ZygoteError, ZygoteLife, Zygotes};
 
@@ -239,7 +238,7 @@ impl Child {
             spawn,
         };
         // Before anything of it is stored or announced.
-        Redactor::new(reads.secrets.iter().map(|s| s.as_str())).finished(&mut finished);
+        reads.redactor().finished(&mut finished);
         Ok(finished)
     }
 }
@@ -479,7 +478,7 @@ async fn converse(
 /// may quote what the child sent, so the secrets it read are masked
 /// before the worker's own log line too.
 fn bad_frame(spec: &RunSpec, reads: &Reads, err: &ProtocolError) -> Outcome {
-    let err = Redactor::new(reads.secrets.iter().map(|s| s.as_str())).text(&err.to_string());
+    let err = reads.redactor().text(&err.to_string());
     tracing::warn!(execution = %spec.execution_id, %err, "bad frame from a child");
     failed(
         "ProtocolError",

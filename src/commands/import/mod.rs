@@ -105,21 +105,19 @@ async fn record_import(
     ok: bool,
 ) -> anyhow::Result<()> {
     let folder = if prefix.is_empty() { "/" } else { prefix };
-    let entry = runeflow_shared::audit::Entry {
-        actor: "cli".to_owned(),
-        action: "workspace.import".to_owned(),
-        target: Some(format!(
+    let outcome = if ok {
+        runeflow_shared::audit::Outcome::Ok
+    } else {
+        runeflow_shared::audit::Outcome::Failed
+    };
+    let entry = runeflow_shared::audit::Entry::cli(
+        "workspace.import",
+        format!(
             "{source} -> {folder} ({} created, {} updated)",
             tally.created, tally.updated
-        )),
-        outcome: if ok {
-            runeflow_shared::audit::Outcome::Ok
-        } else {
-            runeflow_shared::audit::Outcome::Failed
-        },
-        status: None,
-        at: None,
-    };
+        ),
+        outcome,
+    );
     runeflow_shared::audit::record(db, &entry)
         .await
         .context("recording the import in the audit log failed")
