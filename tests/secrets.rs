@@ -50,6 +50,22 @@ def leak_then_hang():
     time.sleep(30)
 
 @workflow
+def hostile_keys():
+    out = []
+    for key in ["x" * 100000, "../API_KEY", "API_KEY\x00", "API_KEY' OR '1'='1", ""]:
+        try:
+            context.secret(key)
+            out.append("found")
+        except KeyError:
+            out.append("missing")
+    return out
+
+@workflow
+def malformed_request():
+    context._channel.request({"op": "secret", "key": ["API_KEY"]})
+    return "answered"
+
+@workflow
 def missing():
     return context.secret("NOT_THERE")
 
@@ -193,11 +209,15 @@ async fn a_secret_a_workflow_read_is_masked_in_everything_stored() {
     let missing = submit(&env, "missing", json!({})).await;
     let asynchronous = submit(&env, "async_read", json!({})).await;
     let hung = submit(&env, "leak_then_hang", json!({})).await;
+    let hostile = submit(&env, "hostile_keys", json!({})).await;
+    let malformed = submit(&env, "malformed_request", json!({})).await;
     let ok = wait_final(&env, &ok, Duration::from_secs(60)).await;
     let failed = wait_final(&env, &failed, Duration::from_secs(60)).await;
     let missing = wait_final(&env, &missing, Duration::from_secs(60)).await;
     let asynchronous = wait_final(&env, &asynchronous, Duration::from_secs(60)).await;
     let hung = wait_final(&env, &hung, Duration::from_secs(60)).await;
+    let hostile = wait_final(&env, &hostile, Duration::from_secs(60)).await;
+    let malformed = wait_final(&env, &malformed, Duration::from_secs(60)).await;
 
     // The workflow had the real value: the server saw it.
     assert_eq!(ok["status"], "success", "{ok}\n{}", worker.log());
@@ -236,6 +256,14 @@ async fn a_secret_a_workflow_read_is_masked_in_everything_stored() {
     assert_eq!(asynchronous["status"], "success", "{asynchronous}");
     assert_eq!(asynchronous["result"], json!(expected));
 
+    // Keys that are not keys find nothing (and touch nothing); a request
+    // the protocol does not allow ends the execution, not the worker.
+    assert_eq!(hostile["status"], "success", "{hostile}");
+    assert_eq!(hostile["result"], json!(["missing", "missing", "missing", "missing", "missing"]));
+    assert_eq!(hostile["config_read"], json!([]));
+    assert_eq!(malformed["status"], "failed", "{malformed}");
+    assert_eq!(malformed["error"]["type"], "ProtocolError", "{malformed}");
+    assert_eq!(env.count("SELECT count(*) FROM config_entries").await, 3);
     assert_eq!(hung["status"], "timeout", "{hung}");
     assert!(
         hung["logs"]
