@@ -259,7 +259,10 @@ async fn a_secret_a_workflow_read_is_masked_in_everything_stored() {
     // Keys that are not keys find nothing (and touch nothing); a request
     // the protocol does not allow ends the execution, not the worker.
     assert_eq!(hostile["status"], "success", "{hostile}");
-    assert_eq!(hostile["result"], json!(["missing", "missing", "missing", "missing", "missing"]));
+    assert_eq!(
+        hostile["result"],
+        json!(["missing", "missing", "missing", "missing", "missing"])
+    );
     assert_eq!(hostile["config_read"], json!([]));
     assert_eq!(malformed["status"], "failed", "{malformed}");
     assert_eq!(malformed["error"]["type"], "ProtocolError", "{malformed}");
